@@ -1,0 +1,54 @@
+"""App users: ``/v1/projects/{id}/app-users`` (Central's field keys)."""
+
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from server import queries, web
+from server.api.schemas import (
+    AppUserCreateSchema,
+    AppUserListArgs,
+    AppUserSchema,
+    NewAppUserSchema,
+    SuccessSchema,
+)
+from server.auth import roles
+from server.auth.access import load_project
+from server.errors import Problems
+from server.services import app_users as svc
+
+blp = Blueprint("app_users", __name__, url_prefix="/v1/projects/<int:project_id>/app-users",
+                description="Collect device credentials")
+
+
+@blp.route("")
+class AppUsers(MethodView):
+    @blp.arguments(AppUserListArgs, location="query")
+    @blp.response(200, AppUserSchema(many=True))
+    def get(self, args, project_id):
+        project = load_project(web.db(), web.actor(), project_id, roles.APP_USER_LIST)
+        return queries.app_users.list_(web.db(), project.id,
+                                       include_revoked=args["include_revoked"])
+
+    @blp.arguments(AppUserCreateSchema)
+    @blp.response(200, NewAppUserSchema)
+    def post(self, body, project_id):
+        """Create an app user. Its token is in this response only: set up Collect now."""
+        actor = web.actor()
+        project = load_project(web.db(), actor, project_id, roles.APP_USER_CREATE)
+        return svc.create_app_user(web.db(), actor, project, display_name=body["display_name"])
+
+
+@blp.route("/<int:app_user_id>")
+class AppUserById(MethodView):
+    @blp.response(200, SuccessSchema)
+    def delete(self, project_id, app_user_id):
+        """Revoke an app user: its devices can no longer sync."""
+        actor = web.actor()
+        project = load_project(web.db(), actor, project_id, roles.APP_USER_DELETE)
+        app_user = queries.app_users.get(web.db(), project.id, app_user_id)
+        if app_user is None:
+            raise Problems.not_found()
+        svc.revoke_app_user(web.db(), actor, app_user)
+        return {"success": True}

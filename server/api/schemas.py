@@ -1,0 +1,197 @@
+"""marshmallow schemas of the JSON API. Field names are camelCase on the wire, as Central's."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+from server.auth.passwords import MAX_PASSWORD_LENGTH
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p.title() for p in rest)
+
+
+class ApiSchema(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+        ordered = True
+
+    def on_bind_field(self, field_name: str, field_obj: fields.Field) -> None:
+        field_obj.data_key = field_obj.data_key or _camel(field_name)
+
+
+def reveal(record: object, token: str) -> dict:
+    """A record's columns plus the plain token, for the one response that shows it."""
+    return {**{k: v for k, v in vars(record).items() if not k.startswith("_")}, "token": token}
+
+
+Name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+Password = fields.String(required=True, load_only=True,
+                         validate=validate.Length(max=MAX_PASSWORD_LENGTH))
+
+
+class SuccessSchema(ApiSchema):
+    success = fields.Boolean(dump_default=True)
+
+
+class PageArgs(ApiSchema):
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+
+
+# -- sessions and tokens --------------------------------------------------------------
+
+class SessionCreateSchema(ApiSchema):
+    email = fields.String(required=True, validate=validate.Length(min=1, max=320))
+    password = Password
+
+
+class SessionSchema(ApiSchema):
+    token = fields.String()
+    created_at = fields.DateTime(attribute="record.created_at")
+    expires_at = fields.DateTime(attribute="record.expires_at")
+
+
+class ApiTokenCreateSchema(ApiSchema):
+    label = Name
+    expires_in_days = fields.Integer(load_default=None, allow_none=True,
+                                     validate=validate.Range(min=1, max=3650))
+
+
+class ApiTokenSchema(ApiSchema):
+    id = fields.Integer()
+    label = fields.String()
+    created_at = fields.DateTime()
+    expires_at = fields.DateTime()
+
+
+class NewApiTokenSchema(ApiTokenSchema):
+    token = fields.String()
+
+    @ma.pre_dump
+    def _reveal(self, issued: object, **_kw: object) -> dict:
+        return reveal(issued.record, issued.token)  # type: ignore[attr-defined]
+
+
+# -- users ----------------------------------------------------------------------------
+
+class UserSchema(ApiSchema):
+    id = fields.Integer()
+    type = fields.Constant("user")
+    email = fields.String()
+    display_name = fields.String()
+    is_admin = fields.Boolean()
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+    deleted_at = fields.DateTime()
+
+
+class UserCreateSchema(ApiSchema):
+    email = fields.Email(required=True, validate=validate.Length(max=320))
+    password = fields.String(load_only=True, validate=validate.Length(max=MAX_PASSWORD_LENGTH))
+    display_name = fields.String(validate=validate.Length(min=1, max=200))
+
+
+class UserUpdateSchema(ApiSchema):
+    email = fields.Email(validate=validate.Length(max=320))
+    display_name = fields.String(validate=validate.Length(min=1, max=200))
+
+
+class PasswordChangeSchema(ApiSchema):
+    old = fields.String(load_only=True, validate=validate.Length(max=MAX_PASSWORD_LENGTH))
+    new = Password
+
+
+# -- projects, roles, app users -------------------------------------------------------
+
+class ProjectSchema(ApiSchema):
+    id = fields.Integer()
+    name = fields.String()
+    description = fields.String(allow_none=True)
+    archived = fields.Boolean()
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+    deleted_at = fields.DateTime()
+
+
+class ProjectCreateSchema(ApiSchema):
+    name = Name
+    description = fields.String(load_default=None, allow_none=True,
+                                validate=validate.Length(max=10000))
+
+
+class ProjectUpdateSchema(ApiSchema):
+    name = fields.String(validate=validate.Length(min=1, max=200))
+    description = fields.String(allow_none=True, validate=validate.Length(max=10000))
+    archived = fields.Boolean()
+
+
+class RoleSchema(ApiSchema):
+    system = fields.String()
+    name = fields.String()
+    verbs = fields.List(fields.String())
+
+
+class AssignmentSchema(ApiSchema):
+    role = fields.String()
+    actor_id = fields.Integer()
+    actor = fields.Nested(UserSchema)
+    granted_at = fields.DateTime()
+
+
+
+
+class AppUserSchema(ApiSchema):
+    id = fields.Integer()
+    type = fields.Constant("field_key")
+    project_id = fields.Integer()
+    display_name = fields.String()
+    created_at = fields.DateTime()
+    created_by_id = fields.Integer(allow_none=True)
+    revoked_at = fields.DateTime(allow_none=True)
+    token = fields.Constant(None)  # shown once, at creation; only its hash is kept
+
+
+class NewAppUserSchema(AppUserSchema):
+    token = fields.String()
+
+    @ma.pre_dump
+    def _reveal(self, new: object, **_kw: object) -> dict:
+        return reveal(new.app_user, new.token)  # type: ignore[attr-defined]
+
+
+class AppUserCreateSchema(ApiSchema):
+    display_name = Name
+
+
+class AppUserListArgs(ApiSchema):
+    include_revoked = fields.Boolean(load_default=False)
+
+
+# -- audit ----------------------------------------------------------------------------
+
+class AuditArgs(PageArgs):
+    action = fields.String(validate=validate.Length(max=64))
+    start = fields.AwareDateTime(default_timezone=None)
+    end = fields.AwareDateTime(default_timezone=None)
+
+
+class AuditEventSchema(ApiSchema):
+    id = fields.Integer()
+    logged_at = fields.DateTime()
+    actor_id = fields.Integer(attribute="actor_user_id", allow_none=True)
+    actor_app_user_id = fields.Integer(allow_none=True)
+    action = fields.String()
+    project_id = fields.Integer(allow_none=True)
+    target_type = fields.String(allow_none=True)
+    target_id = fields.String(allow_none=True)
+    details = fields.Dict(allow_none=True)
+    request_id = fields.String(allow_none=True)
+
+
+class HealthSchema(ApiSchema):
+    status = fields.String()
+    database = fields.String()
+    blob_store = fields.String()

@@ -1,0 +1,112 @@
+"""``create_app``: the one place that wires settings, database, blob store and routes."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from flask import Flask, Response, g, request
+from sqlalchemy import Engine
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from server import web
+from server.api import init_api
+from server.api.errors import register_error_handlers
+from server.auth.access import require_authenticated
+from server.auth.passwords import Passwords
+from server.db import check_sqlite_durability, create_db_engine, make_session_factory
+from server.logs import bind_request_id, configure_logging, log, redact_path
+from server.settings import Settings
+from server.storage import BlobStore, open_blob_store
+
+REQUEST_ID_HEADER = "X-Request-Id"
+
+
+class DodosoFlask(Flask):
+    def dispatch_request(self):  # type: ignore[override]
+        """Commit once, when the handler succeeded, so that a failing commit is answered
+        like any other error (503 for a database outage) and nothing is acknowledged early."""
+        response = self.make_response(super().dispatch_request())
+        session = g.get("db")
+        if session is not None:
+            if response.status_code < 400:
+                session.commit()
+            else:
+                session.rollback()
+        return response
+
+
+def create_app(settings: Settings | None = None, *, engine: Engine | None = None,
+               blob_store: BlobStore | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    configure_logging(settings)
+    engine = engine or create_db_engine(settings)
+    check_sqlite_durability(engine)
+
+    app = DodosoFlask("dodoso", static_folder=None)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.max_submission_bytes,
+    )
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    if settings.trust_proxy:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_port=1)  # type: ignore[method-assign]
+
+    app.extensions["dodoso"] = web.Services(
+        settings=settings,
+        engine=engine,
+        sessions=make_session_factory(engine),
+        blob_store=blob_store or open_blob_store(settings),
+        passwords=Passwords(settings),
+    )
+    register_error_handlers(app)
+    init_api(app)
+    app.before_request(_begin)
+    app.before_request(_require_authentication)
+    app.after_request(_finish)
+    app.teardown_request(_close_session)
+    return app
+
+
+def _begin() -> None:
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    g.request_id = incoming if 8 <= len(incoming) <= 64 and incoming.isascii() and \
+        incoming.replace("-", "").isalnum() else uuid.uuid4().hex
+    g.started = time.perf_counter()
+    bind_request_id(g.request_id)
+
+
+def _require_authentication() -> None:
+    """Every endpoint needs a signed-in caller unless it is declared public (or, like the
+    OpenRosa routes, authenticates by itself): checked before the body is even parsed."""
+    endpoint = request.endpoint
+    if endpoint is None or endpoint in web.PUBLIC_ENDPOINTS:
+        return
+    if endpoint.partition(".")[0] in web.SELF_AUTHENTICATING_BLUEPRINTS:
+        return
+    require_authenticated(web.actor())
+
+
+def _finish(response: Response) -> Response:
+    response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Cache-Control", "no-store")
+    actor = g.get("actor")
+    log.info(
+        "request",
+        method=request.method,
+        path=redact_path(request.path),
+        status=response.status_code,
+        ms=round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 1),
+        user=actor.user_id if actor else None,
+    )
+    return response
+
+
+def _close_session(_exc: BaseException | None) -> None:
+    session = g.pop("db", None)
+    if session is not None:
+        session.close()
+    bind_request_id(None)

@@ -1,0 +1,354 @@
+"""The ``dodoso`` command line. Commands are thin: they open a session and call services."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import click
+from sqlalchemy.orm import Session
+
+from server import queries
+from server.auth.actor import SYSTEM
+from server.auth.passwords import Passwords
+from server.db import create_db_engine, make_session_factory
+from server.errors import Problem
+from server.settings import Settings, SettingsError, resolve_path
+
+DEMO_ADMIN_EMAIL = "admin@example.com"
+DEMO_PROJECT_NAME = "Demo: labour migration"
+DEMO_APP_USER = "Demo tablet"
+DEMO_CREDENTIALS_FILE = "instance/demo-credentials.txt"
+
+
+class Context:
+    def __init__(self) -> None:
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            try:
+                self._settings = Settings.from_env()
+            except SettingsError as exc:
+                raise click.ClickException(str(exc)) from None
+        return self._settings
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction: committed when the block succeeds."""
+        engine = create_db_engine(self.settings)
+        try:
+            with make_session_factory(engine)() as db:
+                try:
+                    yield db
+                    db.commit()
+                except Problem as problem:
+                    db.rollback()
+                    raise click.ClickException(f"{problem.message} ({problem.code})") from None
+        finally:
+            engine.dispose()
+
+
+pass_ctx = click.make_pass_decorator(Context, ensure=True)
+
+
+@click.group()
+@click.version_option(package_name="dodoso")
+def main() -> None:
+    """dodoso: collect survey data with ODK Collect, get it back out clean."""
+
+
+# -- db ---------------------------------------------------------------------------------
+
+@main.group()
+def db() -> None:
+    """Database migrations."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+@pass_ctx
+def db_upgrade(ctx: Context, revision: str) -> None:
+    """Bring the database schema up to date."""
+    from server import migrate
+
+    migrate.upgrade(ctx.settings, revision)
+    click.echo(f"Database at {revision}.")
+
+
+@db.command("downgrade")
+@click.argument("revision")
+@pass_ctx
+def db_downgrade(ctx: Context, revision: str) -> None:
+    """Step the schema back to REVISION (``base`` drops everything)."""
+    from server import migrate
+
+    migrate.downgrade(ctx.settings, revision)
+    click.echo(f"Database at {revision}.")
+
+
+@db.command("current")
+@pass_ctx
+def db_current(ctx: Context) -> None:
+    """Print the schema revision of the database."""
+    from server import migrate
+
+    engine = create_db_engine(ctx.settings)
+    with engine.connect() as conn:
+        click.echo(migrate.current_revision(conn) or "(empty)")
+    engine.dispose()
+
+
+# -- users ------------------------------------------------------------------------------
+
+@main.group()
+def users() -> None:
+    """Web users (data managers, designers, administrators)."""
+
+
+def _prompt_password() -> str:
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+@users.command("create")
+@click.argument("email")
+@click.option("--name", "display_name", help="Display name (default: the email's local part).")
+@click.option("--password", envvar="DODOSO_NEW_PASSWORD",
+              help="Read from DODOSO_NEW_PASSWORD or prompted when not given.")
+@click.option("--admin", is_flag=True, help="Make the user a site administrator.")
+@pass_ctx
+def users_create(ctx: Context, email: str, display_name: str | None, password: str | None,
+                 admin: bool) -> None:
+    """Create a user who logs in with EMAIL."""
+    from server.services import accounts
+
+    password = password or _prompt_password()
+    with ctx.session() as s:
+        user = accounts.create_user(s, Passwords(ctx.settings), SYSTEM, email=email,
+                                    display_name=display_name, password=password,
+                                    is_admin=admin)
+        role = " (site administrator)" if admin else ""
+        click.echo(f"Created user {user.id} <{user.email}>{role}.")
+
+
+@users.command("promote")
+@click.argument("email")
+@pass_ctx
+def users_promote(ctx: Context, email: str) -> None:
+    """Make a user a site administrator."""
+    from server.services import accounts
+
+    with ctx.session() as s:
+        accounts.set_admin(s, SYSTEM, _user(s, email), True)
+    click.echo(f"{email} is a site administrator.")
+
+
+@users.command("set-password")
+@click.argument("email")
+@click.option("--password", envvar="DODOSO_NEW_PASSWORD",
+              help="Read from DODOSO_NEW_PASSWORD or prompted when not given.")
+@pass_ctx
+def users_set_password(ctx: Context, email: str, password: str | None) -> None:
+    """Set a user's password; their sessions and API tokens end."""
+    from server.services import accounts
+
+    password = password or _prompt_password()
+    with ctx.session() as s:
+        accounts.set_password(s, Passwords(ctx.settings), SYSTEM, _user(s, email), password)
+    click.echo(f"Password set for {email}.")
+
+
+@users.command("list")
+@pass_ctx
+def users_list(ctx: Context) -> None:
+    """List users."""
+    with ctx.session() as s:
+        for u in queries.users.list_(s, limit=100000, offset=0):
+            click.echo("\t".join([str(u.id), u.email, u.display_name]
+                                 + (["admin"] if u.is_admin else [])))
+
+
+def _user(s: Session, email: str):
+    user = queries.users.get_by_email(s, email)
+    if user is None:
+        raise click.ClickException(f"No user with email {email}.")
+    return user
+
+
+# -- projects and app users -------------------------------------------------------------
+
+@main.group()
+def projects() -> None:
+    """Projects."""
+
+
+@projects.command("create")
+@click.argument("name")
+@click.option("--description")
+@pass_ctx
+def projects_create(ctx: Context, name: str, description: str | None) -> None:
+    """Create a project called NAME."""
+    from server.services.projects import create_project
+
+    with ctx.session() as s:
+        project = create_project(s, SYSTEM, name=name, description=description)
+        click.echo(f"Created project {project.id}: {project.name}")
+
+
+@projects.command("list")
+@pass_ctx
+def projects_list(ctx: Context) -> None:
+    """List projects."""
+    with ctx.session() as s:
+        for p in queries.projects.list_all(s):
+            click.echo(f"{p.id}\t{p.name}")
+
+
+@main.group("app-users")
+def app_users() -> None:
+    """App users: the credentials ODK Collect devices use."""
+
+
+@app_users.command("create")
+@click.argument("display_name")
+@click.option("--project", "project_id", type=int, required=True)
+@pass_ctx
+def app_users_create(ctx: Context, display_name: str, project_id: int) -> None:
+    """Create an app user and print the server URL to configure Collect with."""
+    from server.services.app_users import create_app_user
+
+    with ctx.session() as s:
+        project = queries.projects.get(s, project_id)
+        if project is None:
+            raise click.ClickException(f"No project {project_id}.")
+        new = create_app_user(s, SYSTEM, project, display_name=display_name)
+        click.echo(f"Created app user {new.app_user.id} ({display_name}).")
+        url = collect_url(ctx.settings, new.token, project.id)
+        click.echo(f"Collect server URL (shown once): {url}")
+
+
+def collect_url(settings: Settings, token: str, project_id: int) -> str:
+    return f"{settings.public_url}/v1/key/{token}/projects/{project_id}"
+
+
+# -- demo, serve, worker ----------------------------------------------------------------
+
+@main.command()
+@click.option("--credentials-file", default=DEMO_CREDENTIALS_FILE, show_default=True,
+              help="Where the demo's passwords are kept (mode 0600) so they can be shown again.")
+@pass_ctx
+def demo(ctx: Context, credentials_file: str) -> None:
+    """Create a demo project, an administrator and an app user (once), and say how to log in."""
+    from server.services import accounts
+    from server.services.app_users import create_app_user
+    from server.services.projects import create_project
+
+    path = resolve_path(credentials_file)
+    with ctx.session() as s:
+        if queries.users.get_by_email(s, DEMO_ADMIN_EMAIL) is not None:
+            if path.exists():
+                click.echo(path.read_text())
+            else:
+                click.echo(f"The demo was set up before; {path} is gone. Reset the password with:"
+                           f"\n  dodoso users set-password {DEMO_ADMIN_EMAIL}")
+            return
+        import secrets
+
+        password = secrets.token_urlsafe(12)
+        accounts.create_user(s, Passwords(ctx.settings), SYSTEM, email=DEMO_ADMIN_EMAIL,
+                             display_name="Demo administrator", password=password, is_admin=True)
+        project = create_project(s, SYSTEM, name=DEMO_PROJECT_NAME,
+                                 description="A sandbox to try dodoso and ODK Collect.")
+        new = create_app_user(s, SYSTEM, project, display_name=DEMO_APP_USER)
+        text = _demo_text(ctx.settings, password, project.id, collect_url(
+            ctx.settings, new.token, project.id))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+    click.echo(text)
+
+
+def _demo_text(settings: Settings, password: str, project_id: int, url: str) -> str:
+    base = settings.public_url
+    return f"""\
+dodoso demo
+===========
+Site administrator:  {DEMO_ADMIN_EMAIL}
+Password:            {password}
+Demo project id:     {project_id}
+
+Log in and use the API:
+  TOKEN=$(curl -s -X POST {base}/v1/sessions -H 'Content-Type: application/json' \\
+    -d '{{"email": "{DEMO_ADMIN_EMAIL}", "password": "{password}"}}' \\
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')
+  curl -s -H "Authorization: Bearer $TOKEN" {base}/v1/projects
+  curl -s -X POST -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
+    -d '{{"name": "My survey"}}' {base}/v1/projects
+  curl -s -X POST -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
+    -d '{{"displayName": "Tablet 1"}}' {base}/v1/projects/{project_id}/app-users
+
+ODK Collect: Settings > Project management > Add project > Manually enter details,
+server URL:
+  {url}
+(The tablet must reach {base}; set DODOSO_PUBLIC_URL to an address it can reach.)
+
+API reference: {base}/v1/openapi.json
+"""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--debug", is_flag=True, help="Reload on code changes (development only).")
+@pass_ctx
+def serve(ctx: Context, host: str, port: int, debug: bool) -> None:
+    """Run the development server. Production runs gunicorn (see the Procfile)."""
+    from werkzeug.serving import run_simple
+
+    from server.app import create_app
+
+    app = create_app(ctx.settings)
+    if ctx.settings.env == "production":
+        click.echo("Warning: the development server is not for production; use gunicorn.",
+                   err=True)
+    click.echo(f"dodoso serving on http://{host}:{port}  (API: /v1, OpenAPI: /v1/openapi.json)")
+    run_simple(host, port, app, threaded=True, use_reloader=debug, use_debugger=False)
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Run the jobs that are due, then exit.")
+@click.option("--poll-seconds", default=2.0, show_default=True)
+@pass_ctx
+def worker(ctx: Context, once: bool, poll_seconds: float) -> None:
+    """Run background jobs from the jobs table."""
+    from server.logs import configure_logging, log
+    from server.services.jobs import run_one
+
+    configure_logging(ctx.settings)
+    name = f"{socket.gethostname()}:{os.getpid()}"
+    engine = create_db_engine(ctx.settings)
+    sessions = make_session_factory(engine)
+    log.info("worker_started", worker=name)
+    try:
+        while True:
+            with sessions() as s:
+                job = run_one(s, name)
+            if job is not None:
+                log.info("job_done", job=job.id, kind=job.kind, status=job.status)
+                continue
+            if once:
+                return
+            time.sleep(poll_seconds)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        engine.dispose()
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""Engine, sessions and the declarative base shared by every model.
+
+SQLite is the embedded default and must be as durable as it can be: WAL journal,
+``synchronous=FULL``, foreign keys on and a busy timeout. PostgreSQL is production.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+from server.settings import Settings, resolve_path
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+# Portable JSON: JSONB on PostgreSQL, JSON text elsewhere.
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC timestamps on every backend (SQLite stores naive text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use server.db.utcnow()")
+        value = value.astimezone(dt.timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: JSONType}
+
+
+def sqlalchemy_url(settings: Settings) -> str:
+    """The database URL with driver defaults filled in (psycopg 3 for PostgreSQL)."""
+    url = make_url(settings.database_url)
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    if url.drivername.startswith("sqlite") and url.database and url.database != ":memory:":
+        path = resolve_path(url.database)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        url = url.set(database=os.fspath(path))
+    return url.render_as_string(hide_password=False)
+
+
+def create_db_engine(settings: Settings, **overrides: Any) -> Engine:
+    url = sqlalchemy_url(settings)
+    if url.startswith("sqlite"):
+        engine = create_engine(url, **overrides)
+        _make_sqlite_durable(engine)
+    else:
+        options: dict[str, Any] = dict(
+            pool_pre_ping=True,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_pool_size,
+            pool_timeout=10,
+            connect_args={"connect_timeout": 5, "application_name": "dodoso"},
+        )
+        options.update(overrides)
+        engine = create_engine(url, **options)
+    return engine
+
+
+def _make_sqlite_durable(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not pysqlite, decide where transactions begin, so that
+        # SAVEPOINTs work (tests) and nothing commits implicitly.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+
+def check_sqlite_durability(engine: Engine) -> None:
+    """Refuse to run on a SQLite database that could lose acknowledged writes."""
+    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        return
+    with engine.connect() as conn:
+        journal = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
+        sync = conn.exec_driver_sql("PRAGMA synchronous").scalar()
+        fks = conn.exec_driver_sql("PRAGMA foreign_keys").scalar()
+        busy = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
+    if str(journal).lower() != "wal" or sync != 2 or fks != 1 or not busy:
+        raise RuntimeError(
+            f"SQLite is not configured durably (journal_mode={journal}, synchronous={sync}, "
+            f"foreign_keys={fks}, busy_timeout={busy}); refusing to start"
+        )
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(bind=engine, expire_on_commit=False, autoflush=True)

@@ -1,0 +1,117 @@
+"""The one registry of problems dodoso answers with, and their stable codes.
+
+A code is never reused for a different meaning. The JSON surface renders a Problem as
+``{"code": 404.1, "message": "...", "details": {...}}`` (ODK Central's shape); the OpenRosa
+surface renders the same Problem as an OpenRosaResponse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+class Problem(Exception):
+    """A client-visible error: a stable code, a message, optional details and headers."""
+
+    def __init__(
+        self,
+        code: float,
+        message: str,
+        details: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = dict(details or {})
+        self.headers = dict(headers or {})
+
+    @property
+    def status(self) -> int:
+        return int(self.code)
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details:
+            body["details"] = self.details
+        return body
+
+    def __repr__(self) -> str:
+        return f"Problem({self.code}, {self.message!r})"
+
+
+class _ProblemType:
+    """A template: calling it fills the message and returns a raisable Problem."""
+
+    def __init__(self, code: float, template: str, headers: Mapping[str, str] | None = None):
+        self.code = code
+        self.template = template
+        self.headers = dict(headers or {})
+
+    def __call__(self, details: Mapping[str, Any] | None = None, *,
+                 headers: Mapping[str, str] | None = None, **fields: Any) -> Problem:
+        values = {**(details or {}), **fields}
+        message = self.template.format_map(_Defaulting(values))
+        return Problem(self.code, message, values or None, {**self.headers, **(headers or {})})
+
+
+class _Defaulting(dict):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+_p = _ProblemType
+_CHALLENGE = 'Bearer realm="dodoso"'
+
+
+class Problems:
+    """Every problem dodoso can answer with. Tests assert on ``code``, never on wording."""
+
+    # 400: the request could not be understood
+    unparseable = _p(400.1, "Could not parse the given data as {format}.")
+    missing_header = _p(400.2, "An expected header field ({field}) did not match the expected "
+                               "format.")
+    invalid_parameter = _p(400.3, "The value given for {field} is not valid.")
+    missing_multipart = _p(400.7, "Required multipart POST field {field} missing.")
+    bad_request = _p(400.8, "The request could not be understood.")
+
+    # 401/403: who you are and what you may do
+    unauthenticated = _p(401.1, "Could not authenticate with the provided credentials.",
+                         headers={"WWW-Authenticate": _CHALLENGE + ', error="invalid_token"'})
+    auth_required = _p(401.2, "This resource requires authentication.",
+                       headers={"WWW-Authenticate": _CHALLENGE})
+    https_only = _p(401.3, "This authentication method is only available over HTTPS.",
+                    headers={"WWW-Authenticate": _CHALLENGE})
+    forbidden = _p(403.1, "The authentication you provided does not have rights to perform "
+                          "that action.")
+    wrong_password = _p(403.2, "The current password given was not correct.")
+
+    # 404/405
+    not_found = _p(404.1, "Could not find the resource you were looking for.")
+    method_not_allowed = _p(405.1, "This resource does not support the method you used.")
+
+    # 409: conflicts with what is stored
+    unique_conflict = _p(409.3, "A resource already exists with {fields} value(s) of {values}.")
+    already_revoked = _p(409.4, "This {resource} has already been revoked.")
+    last_admin = _p(409.5, "The last site administrator cannot be removed.")
+    write_conflict = _p(409.6, "The change conflicts with data stored meanwhile. Please retry.")
+
+    # 413/415/422/429
+    too_large = _p(413.1, "The request is larger than the {limit} bytes this server accepts.")
+    unsupported_media_type = _p(415.1, "The request body must be {expected}.")
+    invalid_entity = _p(422.1, "The request did not validate.")
+    too_many_login_attempts = _p(429.1, "Too many failed log-in attempts for this account. "
+                                        "Try again later.")
+
+    # 5xx: ours, or a dependency's
+    internal = _p(500.1, "An internal error occurred. Quote request id {request_id} when "
+                         "reporting it.")
+    storage_unavailable = _p(503.1, "Storage is temporarily unavailable. Please retry.",
+                             headers={"Retry-After": "30"})
+    database_unavailable = _p(503.2, "The database is temporarily unavailable. Please retry.",
+                              headers={"Retry-After": "10"})
+
+
+def all_problem_types() -> dict[str, _ProblemType]:
+    return {k: v for k, v in vars(Problems).items() if isinstance(v, _ProblemType)}

@@ -1,0 +1,1 @@
+"""Use cases: compose queries, check rules, raise Problems and flush. Never commit."""
