@@ -27,6 +27,8 @@ NAMING_CONVENTION = {
 }
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+# Execution option for read-only SQLite transactions that must not hold the write lock.
+SQLITE_DEFERRED = "dodoso_sqlite_deferred"
 
 # Portable JSON: JSONB on PostgreSQL, JSON text elsewhere.
 JSONType = JSON().with_variant(JSONB(), "postgresql")
@@ -106,7 +108,11 @@ def _make_sqlite_durable(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN")
+        # IMMEDIATE takes the write lock up front, so a transaction that reads and then
+        # writes waits (busy_timeout) instead of failing with "database is locked" when
+        # another writer got there first. Long read-only work (exports) can opt out.
+        deferred = conn.get_execution_options().get(SQLITE_DEFERRED, False)
+        conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
 
 def check_sqlite_durability(engine: Engine) -> None:
