@@ -26,7 +26,6 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-SQLITE_BUSY_TIMEOUT_MS = 5000
 # Execution option for read-only SQLite transactions that must not hold the write lock.
 SQLITE_DEFERRED = "dodoso_sqlite_deferred"
 
@@ -79,7 +78,7 @@ def create_db_engine(settings: Settings, **overrides: Any) -> Engine:
     url = sqlalchemy_url(settings)
     if url.startswith("sqlite"):
         engine = create_engine(url, **overrides)
-        _make_sqlite_durable(engine)
+        _make_sqlite_durable(engine, settings.sqlite_busy_timeout_ms)
     else:
         options: dict[str, Any] = dict(
             pool_pre_ping=True,
@@ -93,7 +92,7 @@ def create_db_engine(settings: Settings, **overrides: Any) -> Engine:
     return engine
 
 
-def _make_sqlite_durable(engine: Engine) -> None:
+def _make_sqlite_durable(engine: Engine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy, not pysqlite, decide where transactions begin, so that
@@ -103,7 +102,7 @@ def _make_sqlite_durable(engine: Engine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -54,6 +54,7 @@ class Settings:
     s3_read_timeout_seconds: float = 30.0
     download_url_ttl_seconds: int = 300
     db_pool_size: int = 10
+    sqlite_busy_timeout_ms: int = 5000
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -150,6 +151,8 @@ def _from_env() -> Settings:
             download_url_ttl_seconds=env.int("DOWNLOAD_URL_TTL_SECONDS",
                                              d["download_url_ttl_seconds"]),
             db_pool_size=env.int("DB_POOL_SIZE", d["db_pool_size"]),
+            sqlite_busy_timeout_ms=env.int("SQLITE_BUSY_TIMEOUT_MS", d["sqlite_busy_timeout_ms"],
+                                           validate=Range(min=1)),
         )
     try:
         env.seal()

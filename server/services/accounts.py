@@ -135,15 +135,24 @@ def verify_credentials(db: Session, settings: Settings, passwords: Passwords, *,
         password = password[:MAX_PASSWORD_LENGTH + 1]
     ok = passwords.verify(user.password_hash if user else None, password)
     if user is None or not ok:
-        queries.users.insert_login_failure(db, email)
-        if user is not None:
-            audit.record(db, Actor(), "user.session.failed", target=("user", user.id))
+        _record_failure(db, settings, email, user)
         db.commit()
         raise Problems.unauthenticated()
     if passwords.needs_rehash(user.password_hash or ""):
         user.password_hash = passwords.hash(password)
     queries.users.delete_login_failures(db, email)
     return user
+
+
+def _record_failure(db: Session, settings: Settings, email: str, user: User | None) -> None:
+    queries.users.insert_login_failure(db, email)
+    if user is None:
+        return
+    audit.record(db, Actor(), "user.session.failed", target=("user", user.id))
+    since = utcnow() - dt.timedelta(seconds=settings.login_window_seconds)
+    if queries.users.count_recent_login_failures(db, email, since) == settings.login_max_failures:
+        audit.record(db, Actor(), "user.lockout", target=("user", user.id),
+                     details={"windowSeconds": settings.login_window_seconds})
 
 
 def log_in(db: Session, settings: Settings, passwords: Passwords, *, email: str,

@@ -71,3 +71,10 @@ def test_audit_api__admins_see_all_managers_see_their_project(client, make, admi
     viewer = make.member(project, "viewer")
     assert client.get(f"/v1/projects/{project.id}/audits",
                       headers=make.auth(viewer)).status_code == 403
+
+
+def test_lockout__is_audited_once(client, make, db, settings):
+    user = make.user()
+    for _ in range(settings.login_max_failures + 2):
+        client.post("/v1/sessions", json={"email": user.email, "password": "wrong wrong"})
+    assert actions(db).count("user.lockout") == 1

@@ -155,3 +155,29 @@ def test_openapi__is_served_and_describes_the_api(client):
                  "/v1/users/current"):
         assert path in spec["paths"], path
     assert {"bearer", "basic"} <= set(spec["components"]["securitySchemes"])
+
+
+def test_sqlite_locked__is_503_not_500(tmp_path, settings):
+    """Another process holds SQLite's write lock longer than the busy timeout."""
+    import sqlite3
+
+    from server import migrate
+    from server.db import create_db_engine
+
+    local = settings.replace(database_url=f"sqlite:///{tmp_path / 'locked.db'}",
+                             sqlite_busy_timeout_ms=50)
+    migrate.upgrade(local)
+    engine = create_db_engine(local)
+    app = create_app(local, engine=engine, blob_store=LocalBlobStore(tmp_path / "b"))
+    holder = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        r = app.test_client().post("/v1/sessions", json={"email": "a@example.org",
+                                                         "password": "whatever-password"})
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        engine.dispose()
+    assert r.status_code == 503
+    assert r.get_json()["code"] == 503.2
+    assert "Retry-After" in r.headers
