@@ -7,6 +7,7 @@ import uuid
 
 from flask import Flask, Response, g, request
 from sqlalchemy import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from server import web
@@ -16,6 +17,7 @@ from server.auth.access import require_authenticated
 from server.auth.passwords import Passwords
 from server.db import check_sqlite_durability, create_db_engine, make_session_factory
 from server.logs import bind_request_id, configure_logging, log, redact_path
+from server.migrate import check_schema_current
 from server.settings import Settings
 from server.storage import BlobStore, open_blob_store
 
@@ -42,6 +44,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     configure_logging(settings)
     engine = engine or create_db_engine(settings)
     check_sqlite_durability(engine)
+    _check_schema(engine)
 
     app = DodosoFlask("dodoso", static_folder=None)
     app.config.update(
@@ -66,6 +69,15 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.after_request(_finish)
     app.teardown_request(_close_session)
     return app
+
+
+def _check_schema(engine: Engine) -> None:
+    """Refuse to serve an old schema. An unreachable database is not fatal: the server
+    starts, answers 503 and reports it in /v1/health until the database is back."""
+    try:
+        check_schema_current(engine)
+    except (OperationalError, InterfaceError) as exc:
+        log.warning("database_unreachable_at_start", error=type(exc).__name__)
 
 
 def _begin() -> None:

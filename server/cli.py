@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import click
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from server import queries
@@ -40,18 +43,31 @@ class Context:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """One transaction: committed when the block succeeds."""
+        """One transaction on an up-to-date schema: committed when the block succeeds."""
+        from server.migrate import SchemaNotCurrent, check_schema_current
+
         engine = create_db_engine(self.settings)
         try:
+            try:
+                check_schema_current(engine)
+            except SchemaNotCurrent as exc:
+                raise click.ClickException(str(exc)) from None
+            except OperationalError as exc:
+                raise click.ClickException(f"Cannot reach the database: {exc.orig}") from None
             with make_session_factory(engine)() as db:
                 try:
                     yield db
                     db.commit()
                 except Problem as problem:
                     db.rollback()
-                    raise click.ClickException(f"{problem.message} ({problem.code})") from None
+                    raise click.ClickException(describe(problem)) from None
         finally:
             engine.dispose()
+
+
+def describe(problem: Problem) -> str:
+    reason = problem.details.get("reason")
+    return f"{problem.message}{f' ({reason})' if reason else ''} [{problem.code}]"
 
 
 pass_ctx = click.make_pass_decorator(Context, ensure=True)
@@ -249,29 +265,45 @@ def demo(ctx: Context, credentials_file: str) -> None:
     from server.services.projects import create_project
 
     path = resolve_path(credentials_file)
+    passwords = Passwords(ctx.settings)
     with ctx.session() as s:
-        if queries.users.get_by_email(s, DEMO_ADMIN_EMAIL) is not None:
-            if path.exists():
-                click.echo(path.read_text())
+        admin = queries.users.get_by_email(s, DEMO_ADMIN_EMAIL)
+        if admin is not None:
+            saved = path.read_text() if path.exists() else ""
+            if saved and passwords.verify(admin.password_hash, _demo_password(saved)):
+                click.echo(saved)
             else:
-                click.echo(f"The demo was set up before; {path} is gone. Reset the password with:"
-                           f"\n  dodoso users set-password {DEMO_ADMIN_EMAIL}")
+                path.unlink(missing_ok=True)
+                click.echo(f"The demo was set up before, and its saved password is gone or no "
+                           f"longer valid. Set a new one with:\n"
+                           f"  dodoso users set-password {DEMO_ADMIN_EMAIL}")
             return
-        import secrets
-
         password = secrets.token_urlsafe(12)
-        accounts.create_user(s, Passwords(ctx.settings), SYSTEM, email=DEMO_ADMIN_EMAIL,
+        accounts.create_user(s, passwords, SYSTEM, email=DEMO_ADMIN_EMAIL,
                              display_name="Demo administrator", password=password, is_admin=True)
         project = create_project(s, SYSTEM, name=DEMO_PROJECT_NAME,
                                  description="A sandbox to try dodoso and ODK Collect.")
         new = create_app_user(s, SYSTEM, project, display_name=DEMO_APP_USER)
         text = _demo_text(ctx.settings, password, project.id, collect_url(
             ctx.settings, new.token, project.id))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        _write_private(path, text)
     click.echo(text)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read, even where an older one was readable."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+def _demo_password(saved: str) -> str:
+    for line in saved.splitlines():
+        if line.startswith("Password:"):
+            return line.partition(":")[2].strip()
+    return ""
 
 
 def _demo_text(settings: Settings, password: str, project_id: int, url: str) -> str:

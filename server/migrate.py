@@ -6,7 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
 import migrations
 from server.settings import Settings
@@ -43,3 +43,19 @@ def head_revision() -> str | None:
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+class SchemaNotCurrent(RuntimeError):
+    """The database is reachable but its schema is not at this code's head revision."""
+
+
+def check_schema_current(engine: Engine) -> None:
+    """Raise SchemaNotCurrent unless the database is at the head revision."""
+    with engine.connect() as conn:
+        current = current_revision(conn)
+    head = head_revision()
+    if current != head:
+        raise SchemaNotCurrent(
+            f"The database schema is at {current or 'nothing (empty database)'}, this dodoso "
+            f"needs {head}: run `dodoso db upgrade`."
+        )

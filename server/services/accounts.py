@@ -16,7 +16,7 @@ from server.auth.tokens import looks_like_token, new_token, token_hash
 from server.db import utcnow
 from server.errors import Problems
 from server.models import AuthToken, User
-from server.services import audit
+from server.services import audit, rules
 from server.settings import Settings
 
 
@@ -39,12 +39,14 @@ def check_password_policy(password: str) -> None:
 def create_user(db: Session, passwords: Passwords, actor: Actor, *, email: str,
                 display_name: str | None = None, password: str | None = None,
                 is_admin: bool = False) -> User:
+    email = rules.email(email)
+    display_name = rules.name("displayName", display_name or email.split("@")[0])
     if queries.users.get_by_email(db, email) is not None:
         raise Problems.unique_conflict(fields="email", values=queries.users.normalise_email(email))
     if password is not None:
         check_password_policy(password)
     user = queries.users.insert(
-        db, email=email, display_name=display_name or email.split("@")[0],
+        db, email=email, display_name=display_name,
         password_hash=passwords.hash(password) if password is not None else None,
         is_admin=is_admin,
     )
@@ -56,6 +58,8 @@ def create_user(db: Session, passwords: Passwords, actor: Actor, *, email: str,
 def update_user(db: Session, actor: Actor, user: User, *, display_name: str | None = None,
                 email: str | None = None) -> User:
     changes: dict[str, str] = {}
+    email = rules.email(email) if email is not None else None
+    display_name = rules.name("displayName", display_name) if display_name is not None else None
     if email is not None and queries.users.normalise_email(email) != user.email:
         if queries.users.get_by_email(db, email) is not None:
             raise Problems.unique_conflict(fields="email",

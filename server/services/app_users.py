@@ -12,7 +12,7 @@ from server.auth.tokens import looks_like_token, new_token, token_hash
 from server.db import utcnow
 from server.errors import Problems
 from server.models import AppUser, Project
-from server.services import audit
+from server.services import audit, rules
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ class NewAppUser:
 
 def create_app_user(db: Session, actor: Actor, project: Project, *,
                     display_name: str) -> NewAppUser:
+    display_name = rules.name("displayName", display_name)
     token = new_token()
     app_user = queries.app_users.insert(db, project_id=project.id, display_name=display_name,
                                         token_hash=token_hash(token),

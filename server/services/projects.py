@@ -9,11 +9,12 @@ from server.auth.actor import Actor
 from server.db import utcnow
 from server.errors import Problems
 from server.models import Project, ProjectRole, User
-from server.services import audit
+from server.services import audit, rules
 
 
 def create_project(db: Session, actor: Actor, *, name: str,
                    description: str | None = None) -> Project:
+    name = rules.name("name", name)
     project = queries.projects.insert(db, name=name, description=description)
     audit.record(db, actor, "project.create", project_id=project.id,
                  target=("project", project.id), details={"name": name})
@@ -23,6 +24,7 @@ def create_project(db: Session, actor: Actor, *, name: str,
 def update_project(db: Session, actor: Actor, project: Project, *, name: str | None = None,
                    description: str | None = None, archived: bool | None = None) -> Project:
     changes: dict[str, object] = {}
+    name = rules.name("name", name) if name is not None else None
     for field, value in (("name", name), ("description", description), ("archived", archived)):
         if value is not None and getattr(project, field) != value:
             setattr(project, field, value)

@@ -181,3 +181,11 @@ def test_sqlite_locked__is_503_not_500(tmp_path, settings):
     assert r.status_code == 503
     assert r.get_json()["code"] == 503.2
     assert "Retry-After" in r.headers
+
+
+def test_create_app__refuses_a_database_that_was_never_migrated(tmp_path, settings):
+    from server.migrate import SchemaNotCurrent
+
+    with pytest.raises(SchemaNotCurrent, match="dodoso db upgrade"):
+        create_app(settings.replace(database_url=f"sqlite:///{tmp_path / 'empty.db'}"),
+                   blob_store=LocalBlobStore(tmp_path / "b"))
