@@ -22,9 +22,17 @@ class ApiSchema(ma.Schema):
         field_obj.data_key = field_obj.data_key or _camel(field_name)
 
 
-def reveal(record: object, token: str) -> dict:
-    """A record's columns plus the plain token, for the one response that shows it."""
-    return {**{k: v for k, v in vars(record).items() if not k.startswith("_")}, "token": token}
+class RevealsToken:
+    """For the one response that shows a new token: dump the wrapped record's columns plus
+    the plain token (services return ``(record, token)`` pairs as small dataclasses)."""
+
+    record_attribute: str
+
+    @ma.pre_dump
+    def _reveal(self, new: object, **_kw: object) -> dict:
+        record = getattr(new, self.record_attribute)
+        columns = {k: v for k, v in vars(record).items() if not k.startswith("_")}
+        return {**columns, "token": new.token}  # type: ignore[attr-defined]
 
 
 Name = fields.String(required=True, validate=validate.Length(min=1, max=200))
@@ -67,12 +75,9 @@ class ApiTokenSchema(ApiSchema):
     expires_at = fields.DateTime()
 
 
-class NewApiTokenSchema(ApiTokenSchema):
+class NewApiTokenSchema(RevealsToken, ApiTokenSchema):
+    record_attribute = "record"
     token = fields.String()
-
-    @ma.pre_dump
-    def _reveal(self, issued: object, **_kw: object) -> dict:
-        return reveal(issued.record, issued.token)  # type: ignore[attr-defined]
 
 
 # -- users ----------------------------------------------------------------------------
@@ -154,12 +159,9 @@ class AppUserSchema(ApiSchema):
     token = fields.Constant(None)  # shown once, at creation; only its hash is kept
 
 
-class NewAppUserSchema(AppUserSchema):
+class NewAppUserSchema(RevealsToken, AppUserSchema):
+    record_attribute = "app_user"
     token = fields.String()
-
-    @ma.pre_dump
-    def _reveal(self, new: object, **_kw: object) -> dict:
-        return reveal(new.app_user, new.token)  # type: ignore[attr-defined]
 
 
 class AppUserCreateSchema(ApiSchema):
