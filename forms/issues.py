@@ -21,6 +21,7 @@ class FormIssue:
     row: int | None = None
     column: str | None = None
     original: str | None = None
+    field: str | None = None  # the form field's path, when the issue is about one
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from server import queries
 from server.auth.actor import SYSTEM
 from server.auth.passwords import Passwords
+from server.cli_forms import forms_group
 from server.db import create_db_engine, make_session_factory
 from server.errors import Problem
 from server.settings import Settings, SettingsError, resolve_path
@@ -381,6 +382,9 @@ def worker(ctx: Context, once: bool, poll_seconds: float) -> None:
         pass
     finally:
         engine.dispose()
+
+main.add_command(forms_group)
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -75,6 +75,14 @@ class Problems:
     invalid_parameter = _p(400.3, "The value given for {field} is not valid.")
     missing_multipart = _p(400.7, "Required multipart POST field {field} missing.")
     bad_request = _p(400.8, "The request could not be understood.")
+    form_id_mismatch = _p(400.9, "The form ID in the uploaded form ({found}) does not match the "
+                                 "form being updated ({expected}).")
+    form_invalid = _p(400.15, "The given form is not valid. See details.errors for each "
+                              "problem, where it is and how to fix it.")
+    form_warnings = _p(400.16, "The form is valid, but with warnings (details.warnings). "
+                               "Resubmit with ?ignoreWarnings=true to accept them.")
+    attachment_invalid = _p(400.17, "The file {name} cannot be used by this form. See "
+                                    "details.errors.")
 
     # 401/403: who you are and what you may do
     unauthenticated = _p(401.1, "Could not authenticate with the provided credentials.",
@@ -96,9 +104,17 @@ class Problems:
     already_revoked = _p(409.4, "This {resource} has already been revoked.")
     last_admin = _p(409.5, "The last site administrator cannot be removed.")
     write_conflict = _p(409.6, "The change conflicts with data stored meanwhile. Please retry.")
+    version_exists = _p(409.7, "Version '{version}' of this form is already published. Give "
+                               "the new version another version string (?version=…).")
+    field_retyped = _p(409.8, "This version changes the data type of fields already collected "
+                              "({fields}). See details.errors.")
+    media_invalid = _p(409.9, "The draft's media files are not ready to publish. See "
+                              "details.errors.")
 
     # 413/415/422/429
     too_large = _p(413.1, "The request is larger than the {limit} bytes this server accepts.")
+    form_too_large = _p(413.2, "The form file is too large or expands too much. See "
+                               "details.errors.")
     unsupported_media_type = _p(415.1, "The request body must be {expected}.")
     invalid_entity = _p(422.1, "The request did not validate.")
     too_many_login_attempts = _p(429.1, "Too many failed log-in attempts for this account. "

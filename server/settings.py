@@ -18,6 +18,7 @@ ENVIRONMENTS = ("production", "development", "test")
 LOG_FORMATS = ("json", "console")
 S3_ADDRESSING_STYLES = ("auto", "path", "virtual")
 S3_CHECKSUM_MODES = ("when_supported", "when_required")
+ODK_VALIDATE_MODES = ("auto", "on", "off")
 
 DEFAULT_MAX_SUBMISSION_BYTES = 100_000_000
 
@@ -55,6 +56,11 @@ class Settings:
     download_url_ttl_seconds: int = 300
     db_pool_size: int = 10
     sqlite_busy_timeout_ms: int = 5000
+    odk_validate: str = "auto"
+    java_path: str = "java"
+    form_max_bytes: int = 10_000_000
+    form_compile_timeout_seconds: float = 30.0
+    form_compile_memory_bytes: int = 1 << 30
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -105,6 +111,10 @@ def _validate(s: Settings) -> None:
                  "login_window_seconds", "download_url_ttl_seconds", "db_pool_size"):
         if getattr(s, name) < 1:
             raise bad(name, "must be a positive number")
+    if s.odk_validate not in ODK_VALIDATE_MODES:
+        raise bad("odk_validate", f"must be one of {', '.join(ODK_VALIDATE_MODES)}")
+    if s.form_max_bytes < 1 or s.form_compile_timeout_seconds <= 0:
+        raise bad("form_max_bytes", "form limits must be positive")
     if s.s3_multipart_threshold_bytes < 5 * 1024 * 1024:
         raise bad("s3_multipart_threshold_bytes", "must be at least 5 MiB (S3's minimum part)")
 
@@ -153,6 +163,13 @@ def _from_env() -> Settings:
             db_pool_size=env.int("DB_POOL_SIZE", d["db_pool_size"]),
             sqlite_busy_timeout_ms=env.int("SQLITE_BUSY_TIMEOUT_MS", d["sqlite_busy_timeout_ms"],
                                            validate=Range(min=1)),
+            odk_validate=env.str("ODK_VALIDATE", d["odk_validate"]),
+            java_path=env.str("JAVA", d["java_path"]),
+            form_max_bytes=env.int("FORM_MAX_BYTES", d["form_max_bytes"], validate=Range(min=1)),
+            form_compile_timeout_seconds=env.float("FORM_COMPILE_TIMEOUT_SECONDS",
+                                                   d["form_compile_timeout_seconds"]),
+            form_compile_memory_bytes=env.int("FORM_COMPILE_MEMORY_BYTES",
+                                              d["form_compile_memory_bytes"]),
         )
     try:
         env.seal()

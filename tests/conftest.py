@@ -61,6 +61,7 @@ def settings(session_tmp: Path) -> Settings:
         allow_insecure_http=False,
         argon2_time_cost=1,
         argon2_memory_kib=64,
+        odk_validate="off",  # ~1 s of Java per form; the tests that need it turn it on
     )
 
 

@@ -6,6 +6,7 @@ import marshmallow as ma
 from marshmallow import fields, validate
 
 from server.auth.passwords import MAX_PASSWORD_LENGTH
+from server.models.forms import FORM_STATES
 
 
 def _camel(name: str) -> str:
@@ -191,6 +192,79 @@ class AuditEventSchema(ApiSchema):
     target_id = fields.String(allow_none=True)
     details = fields.Dict(allow_none=True)
     request_id = fields.String(allow_none=True)
+
+
+# -- forms ----------------------------------------------------------------------------
+
+class FormCreateArgs(ApiSchema):
+    publish = fields.Boolean(load_default=False)
+    ignore_warnings = fields.Boolean(load_default=False)
+
+
+class PublishArgs(ApiSchema):
+    version = fields.String(validate=validate.Length(min=1, max=255))
+
+
+class FormUpdateSchema(ApiSchema):
+    state = fields.String(validate=validate.OneOf(FORM_STATES))
+
+
+class FormSummarySchema(ApiSchema):
+    """A form with one of its versions (Central's form shape)."""
+
+    project_id = fields.Integer(attribute="form.project_id")
+    xml_form_id = fields.String(attribute="form.xml_form_id")
+    state = fields.String(attribute="form.state")
+    name = fields.String(attribute="definition.title")
+    version = fields.String(attribute="definition.version")
+    hash = fields.String(attribute="definition.xml_md5")
+    sha256 = fields.String(attribute="definition.xml_sha256")
+    encrypted = fields.Function(lambda v: bool(v["definition"] and
+                                               v["definition"].encryption_key))
+    published_at = fields.DateTime(attribute="definition.published_at")
+    created_at = fields.DateTime(attribute="form.created_at")
+    updated_at = fields.DateTime(attribute="form.updated_at")
+
+
+class FormAttachmentSchema(ApiSchema):
+    name = fields.String()
+    type = fields.String()
+    exists = fields.Boolean()
+    hash = fields.String(allow_none=True)
+    size = fields.Integer(allow_none=True)
+    updated_at = fields.DateTime(allow_none=True)
+
+
+class IssueSchema(ApiSchema):
+    level = fields.String()
+    code = fields.String()
+    message = fields.String()
+    sheet = fields.String()
+    row = fields.Integer()
+    column = fields.String()
+    original = fields.String()
+    field = fields.String()
+
+
+class DraftSchema(FormSummarySchema):
+    draft_token = fields.String()
+    warnings = fields.List(fields.Nested(IssueSchema))
+    diff = fields.Dict(allow_none=True)
+    attachments = fields.List(fields.Nested(FormAttachmentSchema))
+
+
+class FieldSchema(ApiSchema):
+    """One field of a form version (Central's ``/fields`` shape, plus nesting)."""
+
+    class Meta(ApiSchema.Meta):
+        unknown = ma.EXCLUDE
+
+    path = fields.String()
+    name = fields.String()
+    type = fields.String()
+    binary = fields.Boolean()
+    select_multiple = fields.Function(lambda f: f.get("type") == "select")
+    repeat = fields.String(allow_none=True)
 
 
 class HealthSchema(ApiSchema):

@@ -20,6 +20,7 @@ FORM_READ = "form.read"
 FORM_CREATE = "form.create"
 FORM_UPDATE = "form.update"
 FORM_PUBLISH = "form.publish"
+FORM_DELETE = "form.delete"
 SUBMISSION_LIST = "submission.list"
 SUBMISSION_READ = "submission.read"
 SUBMISSION_UPDATE = "submission.update"
@@ -41,6 +42,7 @@ ROLE_VERBS: dict[str, frozenset[str]] = {
         _READ
         | {PROJECT_UPDATE, ASSIGNMENT_LIST, ASSIGNMENT_CREATE, ASSIGNMENT_DELETE, APP_USER_LIST,
            APP_USER_CREATE, APP_USER_DELETE, FORM_CREATE, FORM_UPDATE, FORM_PUBLISH,
+           FORM_DELETE,
            SUBMISSION_UPDATE, AUDIT_READ}
     ),
 }

@@ -7,6 +7,10 @@ from sqlalchemy.orm import Session
 from server.models import Blob
 
 
+def get(db: Session, blob_id: int) -> Blob | None:
+    return db.get(Blob, blob_id)
+
+
 def get_by_sha256(db: Session, sha256: str) -> Blob | None:
     return db.scalar(select(Blob).where(Blob.sha256 == sha256))
 

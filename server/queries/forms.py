@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from server.models import Blob, Form, FormAttachment, FormDef
+
+
+def get(db: Session, project_id: int, xml_form_id: str) -> Form | None:
+    return db.scalar(select(Form).where(Form.project_id == project_id,
+                                        Form.xml_form_id == xml_form_id,
+                                        Form.deleted_at.is_(None)))
+
+
+def exists_any(db: Session, project_id: int, xml_form_id: str) -> bool:
+    """Deleted forms included: a form id is never reused within a project."""
+    return db.scalar(select(Form.id).where(Form.project_id == project_id,
+                                           Form.xml_form_id == xml_form_id)) is not None
+
+
+def list_with_current(db: Session, project_id: int) -> list[tuple[Form, FormDef | None]]:
+    """Every form of the project with its current published version (or None), in one
+    query."""
+    latest = (select(FormDef.id).where(FormDef.form_id == Form.id,
+                                       FormDef.published_at.is_not(None))
+              .order_by(FormDef.published_at.desc(), FormDef.id.desc()).limit(1)
+              .correlate(Form).scalar_subquery())
+    rows = db.execute(
+        select(Form, FormDef).outerjoin(FormDef, FormDef.id == latest)
+        .where(Form.project_id == project_id, Form.deleted_at.is_(None))
+        .order_by(Form.xml_form_id)
+    ).all()
+    return [(f, d) for f, d in rows]
+
+
+def insert(db: Session, form: Form) -> Form:
+    db.add(form)
+    db.flush()
+    return form
+
+
+def insert_def(db: Session, form_def: FormDef) -> FormDef:
+    db.add(form_def)
+    db.flush()
+    return form_def
+
+
+def current_def(db: Session, form_id: int) -> FormDef | None:
+    return db.scalar(select(FormDef).where(FormDef.form_id == form_id,
+                                           FormDef.published_at.is_not(None))
+                     .order_by(FormDef.published_at.desc(), FormDef.id.desc()).limit(1))
+
+
+def draft_def(db: Session, form_id: int) -> FormDef | None:
+    return db.scalar(select(FormDef).where(FormDef.form_id == form_id,
+                                           FormDef.published_at.is_(None)))
+
+
+def published_defs(db: Session, form_id: int) -> list[FormDef]:
+    """Every published version, oldest first."""
+    return list(db.scalars(select(FormDef).where(FormDef.form_id == form_id,
+                                                 FormDef.published_at.is_not(None))
+                           .order_by(FormDef.published_at, FormDef.id)))
+
+
+def published_def_by_version(db: Session, form_id: int, version: str) -> FormDef | None:
+    return db.scalar(select(FormDef).where(FormDef.form_id == form_id,
+                                           FormDef.version == version,
+                                           FormDef.published_at.is_not(None)))
+
+
+def attachments(db: Session, form_def_id: int) -> list[tuple[FormAttachment, Blob | None]]:
+    rows = db.execute(
+        select(FormAttachment, Blob).outerjoin(Blob, Blob.id == FormAttachment.blob_id)
+        .where(FormAttachment.form_def_id == form_def_id).order_by(FormAttachment.name)
+    ).all()
+    return [(a, b) for a, b in rows]
+
+
+def attachment(db: Session, form_def_id: int, name: str) -> FormAttachment | None:
+    return db.scalar(select(FormAttachment).where(FormAttachment.form_def_id == form_def_id,
+                                                  FormAttachment.name == name))
+
+
+def insert_attachment(db: Session, attachment: FormAttachment) -> FormAttachment:
+    db.add(attachment)
+    db.flush()
+    return attachment
+
+
+def delete_def(db: Session, form_def: FormDef) -> None:
+    db.delete(form_def)
+    db.flush()
