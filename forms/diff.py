@@ -8,7 +8,6 @@ the new type cannot hold.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,8 +56,9 @@ class SchemaDiff:
             "added": [{"path": f.path, "type": f.type} for f in self.added],
             "removed": [{"path": f.path, "type": f.type} for f in self.removed],
             "moved": [{"from": m.old.path, "to": m.new.path} for m in self.moved],
-            "retyped": [dataclasses.asdict(r) for r in self.retyped],
-            "choice_lists_changed": [
+            "retyped": [{"path": r.path, "oldType": r.old_type, "newType": r.new_type,
+                         "allowed": r.allowed} for r in self.retyped],
+            "choiceListsChanged": [
                 {"name": c.name, "added": list(c.added), "removed": list(c.removed),
                  "relabelled": list(c.relabelled)}
                 for c in self.choice_lists_changed

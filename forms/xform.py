@@ -78,6 +78,10 @@ class EntityDeclaration:
     """(field path, property name) pairs, in bind order."""
     path: str = "/meta/entity"
 
+    def to_json(self) -> dict[str, object]:
+        return {"dataset": self.dataset, "actions": list(self.actions), "path": self.path,
+                "properties": [{"path": p, "property": name} for p, name in self.properties]}
+
 
 @dataclass(frozen=True)
 class XFormInfo:

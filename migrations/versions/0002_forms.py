@@ -63,6 +63,11 @@ def upgrade() -> None:
         ),
         sa.Column("encryption_key", sa.Text(), nullable=True),
         sa.Column(
+            "entities",
+            sa.JSON().with_variant(postgresql.JSONB(), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column(
             "warnings", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=True
         ),
         sa.Column(

@@ -221,6 +221,10 @@ class FormSummarySchema(ApiSchema):
     sha256 = fields.String(attribute="definition.xml_sha256")
     encrypted = fields.Function(lambda v: bool(v["definition"] and
                                                v["definition"].encryption_key))
+    entity_related = fields.Function(lambda v: bool(v["definition"] and
+                                                    v["definition"].entities))
+    entities = fields.Function(lambda v: (v["definition"].entities or {}).get("entities", [])
+                               if v["definition"] else [])
     published_at = fields.DateTime(attribute="definition.published_at")
     created_at = fields.DateTime(attribute="form.created_at")
     updated_at = fields.DateTime(attribute="form.updated_at")

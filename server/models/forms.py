@@ -63,6 +63,7 @@ class FormDef(Base):
     xml_sha256: Mapped[str] = mapped_column(String(64))
     schema: Mapped[dict[str, Any]]
     encryption_key: Mapped[str | None] = mapped_column(Text)
+    entities: Mapped[dict[str, Any] | None]
     warnings: Mapped[dict[str, Any] | None]
     xlsform_blob_id: Mapped[int | None] = mapped_column(ForeignKey("blobs.id"))
     xlsform_filename: Mapped[str | None] = mapped_column(String(255))

@@ -340,3 +340,20 @@ def test_writes__are_audited(client, project, designer, db):
     actions = set(db.scalars(select(AuditEvent.action).where(
         AuditEvent.project_id == project.id)))
     assert {"form.create", "form.publish"} <= actions
+
+
+def test_entities__declarations_are_kept_with_the_version(client, project, designer):
+    from pathlib import Path
+
+    md = (Path(__file__).parents[1] / "data" / "forms" / "worker_registry.md").read_text()
+    r = upload(client, project, designer, md, query="?publish=true&ignoreWarnings=true")
+    assert r.status_code == 200, r.get_json()
+    body = r.get_json()
+    assert body["entityRelated"] is True
+    [entity] = body["entities"]
+    assert entity["dataset"] == "migrant_workers"
+    assert "create" in entity["actions"]
+    assert {p["property"] for p in entity["properties"]} == {
+        "full_name", "age", "phone", "last_country"}
+    plain = upload(client, project, designer, REGISTRY_WITH_CSV).get_json()
+    assert plain["entityRelated"] is False and plain["entities"] == []

@@ -28,7 +28,7 @@ V1 = schema(V1_MD)
 def test_diff__identical_versions_have_no_changes():
     diff = diff_schemas(V1, V1)
     assert diff.to_json() == {
-        "added": [], "removed": [], "moved": [], "retyped": [], "choice_lists_changed": [],
+        "added": [], "removed": [], "moved": [], "retyped": [], "choiceListsChanged": [],
         "breaking": [],
     }
 
@@ -149,7 +149,7 @@ def test_diff__choices_added_removed_and_relabelled():
     [change] = diff_schemas(old, new).choice_lists_changed
     assert (change.name, change.added, change.removed, change.relabelled) == (
         "channel", ("hand",), ("hawala",), ("bank",))
-    assert diff_schemas(old, new).to_json()["choice_lists_changed"] == [{
+    assert diff_schemas(old, new).to_json()["choiceListsChanged"] == [{
         "name": "channel", "added": ["hand"], "removed": ["hawala"], "relabelled": ["bank"]}]
     assert diff_schemas(old, new).breaking == []
 
