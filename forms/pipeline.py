@@ -17,6 +17,7 @@ from forms.xform import XFormInfo, parse_xform
 from forms.xml import parse_xml
 
 XFORMS_NS = "http://www.w3.org/2002/xforms"
+ITEMSETS_CSV = "itemsets.csv"  # the name Collect looks for behind select_one_external
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class PreparedForm:
     xform: bytes
     info: XFormInfo
     warnings: list[FormIssue] = field(default_factory=list)
+    generated_media: dict[str, bytes] = field(default_factory=dict)
+    """Media the XLSForm itself supplies: ``itemsets.csv`` from an external_choices sheet."""
 
     @property
     def is_xlsform(self) -> bool:
@@ -51,6 +54,7 @@ def prepare_form(data: bytes, *, filename: str | None = None, content_type: str 
     guards.check_size(data, limits.upload)
     kind = guards.sniff(data, filename, content_type)
     warnings: list[FormIssue] = list(guards.name_warnings(kind, filename, content_type))
+    generated: dict[str, bytes] = {}
     if kind == "xml":
         xform = data
     else:
@@ -61,6 +65,8 @@ def prepare_form(data: bytes, *, filename: str | None = None, content_type: str 
                                   memory_bytes=limits.memory_bytes, limits=limits.upload)
         xform = result.xform
         warnings.extend(result.warnings)
+        if result.itemsets:
+            generated[ITEMSETS_CSV] = result.itemsets.encode("utf-8")
     info = parse_xform(xform)
     if not info.schema.questions():
         raise FormInvalid([FormIssue(
@@ -73,7 +79,8 @@ def prepare_form(data: bytes, *, filename: str | None = None, content_type: str 
         if any(i.level == "error" for i in found):
             raise FormInvalid(found + warnings)
         warnings.extend(found)
-    return PreparedForm(kind=kind, source=data, xform=xform, info=info, warnings=warnings)
+    return PreparedForm(kind=kind, source=data, xform=xform, info=info, warnings=warnings,
+                        generated_media=generated)
 
 
 def set_version(xform: bytes, version: str) -> bytes:

@@ -132,8 +132,8 @@ class Forms(MethodView):
     def get(self, project_id):
         """The project's forms with their current versions."""
         project = load_project(web.db(), web.actor(), project_id, roles.FORM_LIST)
-        return [_summary(f, d or queries.forms.draft_def(web.db(), f.id))
-                for f, d in queries.forms.list_with_current(web.db(), project.id)]
+        return [_summary(f, d) for f, d in queries.forms.list_with_shown_def(web.db(),
+                                                                              project.id)]
 
     @blp.arguments(FormCreateArgs, location="query")
     @blp.response(200, FormSummarySchema)
@@ -147,8 +147,7 @@ class Forms(MethodView):
         form = svc.create_form(web.db(), _ctx(), actor, project, _read_upload(),
                                publish=args["publish"], ignore_warnings=args["ignore_warnings"],
                                fallback_id=_fallback_id())
-        return _summary(form, queries.forms.current_def(web.db(), form.id)
-                        or queries.forms.draft_def(web.db(), form.id))
+        return _summary(form, queries.forms.shown_def(web.db(), form.id))
 
 
 @blp.route("/<xml_form_id>")
@@ -156,8 +155,7 @@ class FormById(MethodView):
     @blp.response(200, FormSummarySchema)
     def get(self, project_id, xml_form_id):
         form = _form(project_id, xml_form_id, roles.FORM_READ)
-        return _summary(form, queries.forms.current_def(web.db(), form.id)
-                        or queries.forms.draft_def(web.db(), form.id))
+        return _summary(form, queries.forms.shown_def(web.db(), form.id))
 
     @blp.arguments(FormUpdateSchema)
     @blp.response(200, FormSummarySchema)
@@ -166,7 +164,7 @@ class FormById(MethodView):
         submissions) or closed."""
         form = _form(project_id, xml_form_id, roles.FORM_UPDATE)
         svc.update_form(web.db(), web.actor(), form, state=body.get("state"))
-        return _summary(form, queries.forms.current_def(web.db(), form.id))
+        return _summary(form, queries.forms.shown_def(web.db(), form.id))
 
     @blp.response(200, SuccessSchema)
     def delete(self, project_id, xml_form_id):

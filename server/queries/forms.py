@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from server.models import Blob, Form, FormAttachment, FormDef
@@ -18,19 +18,31 @@ def exists_any(db: Session, project_id: int, xml_form_id: str) -> bool:
                                            Form.xml_form_id == xml_form_id)) is not None
 
 
-def list_with_current(db: Session, project_id: int) -> list[tuple[Form, FormDef | None]]:
-    """Every form of the project with its current published version (or None), in one
-    query."""
-    latest = (select(FormDef.id).where(FormDef.form_id == Form.id,
-                                       FormDef.published_at.is_not(None))
-              .order_by(FormDef.published_at.desc(), FormDef.id.desc()).limit(1)
-              .correlate(Form).scalar_subquery())
+def list_with_shown_def(db: Session, project_id: int) -> list[tuple[Form, FormDef | None]]:
+    """Every form of the project with the version to show for it (the current published
+    one, else the draft), in one query."""
     rows = db.execute(
-        select(Form, FormDef).outerjoin(FormDef, FormDef.id == latest)
+        select(Form, FormDef).outerjoin(FormDef, FormDef.id == _shown_def_id())
         .where(Form.project_id == project_id, Form.deleted_at.is_(None))
         .order_by(Form.xml_form_id)
     ).all()
     return [(f, d) for f, d in rows]
+
+
+def shown_def(db: Session, form_id: int) -> FormDef | None:
+    """The current published version, else the draft."""
+    return current_def(db, form_id) or draft_def(db, form_id)
+
+
+def _shown_def_id():
+    latest = (select(FormDef.id).where(FormDef.form_id == Form.id,
+                                       FormDef.published_at.is_not(None))
+              .order_by(FormDef.published_at.desc(), FormDef.id.desc()).limit(1)
+              .correlate(Form).scalar_subquery())
+    draft = (select(FormDef.id).where(FormDef.form_id == Form.id,
+                                      FormDef.published_at.is_(None))
+             .correlate(Form).scalar_subquery())
+    return func.coalesce(latest, draft)
 
 
 def insert(db: Session, form: Form) -> Form:

@@ -290,6 +290,8 @@ def _insert_def(db: Session, ctx: FormsContext, actor: Actor, form: Form,
     reuse = carried if carried is not None else (
         {a.name: a.blob_id for a, _ in queries.forms.attachments(db, previous.id)}
         if previous is not None else {})
+    for name, data in prepared.generated_media.items():
+        reuse[name] = store_blob(db, ctx.store, io.BytesIO(data), content_type="text/csv").id
     for ref in _unique_media(info):
         queries.forms.insert_attachment(db, FormAttachment(
             form_def_id=draft.id, name=ref.name, kind=ref.kind, blob_id=reuse.get(ref.name)))

@@ -357,3 +357,32 @@ def test_entities__declarations_are_kept_with_the_version(client, project, desig
         "full_name", "age", "phone", "last_country"}
     plain = upload(client, project, designer, REGISTRY_WITH_CSV).get_json()
     assert plain["entityRelated"] is False and plain["entities"] == []
+
+
+EXTERNAL_CHOICES = """
+| survey           |                         |          |          |               |
+|                  | type                    | name     | label    | choice_filter |
+|                  | select_one region       | region   | Region   |               |
+|                  | select_one_external council | council | Council | region=${region} |
+| choices          |                         |          |          |               |
+|                  | list_name               | name     | label    |               |
+|                  | region                  | dsm      | Dar es Salaam |          |
+|                  | region                  | arusha   | Arusha   |               |
+| external_choices |                         |          |          |               |
+|                  | list_name               | name     | label    | region        |
+|                  | council                 | ilala    | Ilala    | dsm           |
+|                  | council                 | meru     | Meru     | arusha        |
+| settings         |                         |          |          |               |
+|                  | form_title              | form_id  |          |               |
+|                  | Councils                | councils |          |               |
+"""
+
+
+def test_external_choices__itemsets_csv_is_attached_by_the_server(client, project, designer):
+    r = upload(client, project, designer, EXTERNAL_CHOICES)
+    assert r.status_code == 200, r.get_json()
+    base = f"/v1/projects/{project.id}/forms/councils/draft/attachments"
+    listed = client.get(base, headers=designer).get_json()
+    assert [(a["name"], a["exists"]) for a in listed] == [("itemsets.csv", True)]
+    csv = client.get(f"{base}/itemsets.csv", headers=designer).get_data(as_text=True)
+    assert "ilala" in csv and "meru" in csv
