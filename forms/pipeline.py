@@ -68,7 +68,7 @@ def prepare_form(data: bytes, *, filename: str | None = None, content_type: str 
         if result.itemsets:
             generated[ITEMSETS_CSV] = result.itemsets.encode("utf-8")
     info = parse_xform(xform)
-    if not info.schema.questions():
+    if not [q for q in info.schema.questions() if q.calculate is None]:
         raise FormInvalid([FormIssue(
             "error", "form.no_questions",
             "The form has no questions. Add at least one question on the survey sheet (a "

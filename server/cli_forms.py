@@ -59,7 +59,7 @@ def check(path: Path, validate: bool | None, java: str) -> None:
     click.echo(f"  form id:   {info.form_id}")
     click.echo(f"  version:   {info.version or '(none)'}")
     click.echo(f"  title:     {info.title}")
-    click.echo(f"  questions: {len(schema.questions())} "
+    click.echo(f"  fields:    {len(schema.questions())} "
                f"in {len(schema.repeats())} repeat(s)")
     if schema.languages:
         click.echo(f"  languages: {', '.join(schema.languages)}")
@@ -78,13 +78,18 @@ class Server:
 
     def __init__(self, url: str, token: str) -> None:
         self.url, self.token = url.rstrip("/"), token
+        host = urllib.parse.urlsplit(self.url).hostname or ""
+        local = host in ("localhost", "::1") or host.startswith("127.")
+        # A proxy in the environment must not see a token meant for this machine.
+        self.opener = urllib.request.build_opener(
+            *([urllib.request.ProxyHandler({})] if local else []))
 
     def call(self, method: str, path: str, body: bytes | None = None,
              headers: dict[str, str] | None = None) -> tuple[int, Any]:
         request = urllib.request.Request(self.url + path, data=body, method=method, headers={
             "Authorization": f"Bearer {self.token}", **(headers or {})})
         try:
-            with urllib.request.urlopen(request, timeout=120) as response:
+            with self.opener.open(request, timeout=120) as response:
                 return response.status, json.loads(response.read() or b"null")
         except urllib.error.HTTPError as error:
             payload = error.read()
@@ -135,6 +140,10 @@ def push(path: Path, project_id: int, publish: bool, version: str | None,
         status, answer = server.call(
             "POST", f"{base}/{urllib.parse.quote(form_id, safe='')}/draft?"
                     f"{urllib.parse.urlencode(query)}", body, headers)
+        if status == 404:
+            raise click.ClickException(
+                f"The form ID {form_id} belonged to a form that was deleted; IDs are never "
+                "reused. Change form_id on the settings sheet.")
         if status == 200:
             click.echo(f"New draft of {form_id} (version {answer.get('version') or '(none)'}).")
             _print_diff(answer.get("diff"))

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import JSON, Connection, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -118,7 +120,7 @@ def check_sqlite_durability(engine: Engine) -> None:
     """Refuse to run on a SQLite database that could lose acknowledged writes."""
     if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
         return
-    with engine.connect() as conn:
+    with read_only(engine) as conn:
         journal = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
         sync = conn.exec_driver_sql("PRAGMA synchronous").scalar()
         fks = conn.exec_driver_sql("PRAGMA foreign_keys").scalar()
@@ -128,6 +130,14 @@ def check_sqlite_durability(engine: Engine) -> None:
             f"SQLite is not configured durably (journal_mode={journal}, synchronous={sync}, "
             f"foreign_keys={fks}, busy_timeout={busy}); refusing to start"
         )
+
+
+@contextmanager
+def read_only(engine: Engine) -> Iterator[Connection]:
+    """A connection for reads only: on SQLite it doesn't take the write lock, so start-up
+    checks and long exports never wait behind (or block) writers."""
+    with engine.connect() as conn:
+        yield conn.execution_options(**{SQLITE_DEFERRED: True})
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

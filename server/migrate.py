@@ -9,6 +9,7 @@ from alembic.config import Config
 from sqlalchemy import Connection, Engine
 
 import migrations
+from server.db import read_only
 from server.settings import Settings
 
 MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent
@@ -51,7 +52,7 @@ class SchemaNotCurrent(RuntimeError):
 
 def check_schema_current(engine: Engine) -> None:
     """Raise SchemaNotCurrent unless the database is at the head revision."""
-    with engine.connect() as conn:
+    with read_only(engine) as conn:
         current = current_revision(conn)
     head = head_revision()
     if current != head:

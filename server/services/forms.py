@@ -78,16 +78,18 @@ def to_problem(invalid: FormInvalid) -> Problem:
     return (Problems.form_too_large if invalid.too_large else Problems.form_invalid)(details)
 
 
-def _check_form_id(form_id: str) -> None:
+def _check_form_id(form_id: str, *, xlsform: bool) -> None:
     lowered = form_id.lower()
     if (not form_id or len(form_id) > MAX_FORM_ID_LENGTH
             or lowered.endswith((".xml", ".xls", ".xlsx"))):
+        where = ("Set form_id on the settings sheet." if xlsform else
+                 "Change the id attribute of the XForm's primary instance.")
         raise Problems.form_invalid({"errors": [FormIssue(
             "error", "form.bad_id",
             f"The form ID '{form_id[:80]}' cannot be used: it must be 1 to "
-            f"{MAX_FORM_ID_LENGTH} characters and must not end in .xml, .xls or .xlsx. Set "
-            "form_id on the settings sheet.", sheet="settings", column="form_id").to_json()],
-            "warnings": []})
+            f"{MAX_FORM_ID_LENGTH} characters and must not end in .xml, .xls or .xlsx. "
+            + where, sheet="settings" if xlsform else None,
+            column="form_id" if xlsform else None).to_json()], "warnings": []})
 
 
 def create_form(db: Session, ctx: FormsContext, actor: Actor, project: Project, upload: Upload,
@@ -96,7 +98,7 @@ def create_form(db: Session, ctx: FormsContext, actor: Actor, project: Project, 
     prepared = prepare(ctx, upload, fallback_id)
     _refuse_warnings(prepared, ignore_warnings)
     form_id = prepared.info.form_id
-    _check_form_id(form_id)
+    _check_form_id(form_id, xlsform=prepared.is_xlsform)
     if queries.forms.exists_any(db, project.id, form_id):
         raise Problems.unique_conflict(fields="xmlFormId", values=form_id)
     form = queries.forms.insert(db, Form(project_id=project.id, xml_form_id=form_id,

@@ -189,3 +189,27 @@ def test_create_app__refuses_a_database_that_was_never_migrated(tmp_path, settin
     with pytest.raises(SchemaNotCurrent, match="dodoso db upgrade"):
         create_app(settings.replace(database_url=f"sqlite:///{tmp_path / 'empty.db'}"),
                    blob_store=LocalBlobStore(tmp_path / "b"))
+
+
+def test_create_app__does_not_wait_for_a_sqlite_writer(tmp_path, settings):
+    """Start-up checks only read: a long write elsewhere must not block or fail them."""
+    import sqlite3
+    import time
+
+    from server import migrate
+    from server.db import create_db_engine
+
+    local = settings.replace(database_url=f"sqlite:///{tmp_path / 'busy.db'}",
+                             sqlite_busy_timeout_ms=3000)
+    migrate.upgrade(local)
+    holder = sqlite3.connect(tmp_path / "busy.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    engine = create_db_engine(local)
+    try:
+        started = time.monotonic()
+        create_app(local, engine=engine, blob_store=LocalBlobStore(tmp_path / "b"))
+        assert time.monotonic() - started < 2
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        engine.dispose()
