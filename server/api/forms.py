@@ -3,6 +3,8 @@ media), with structured feedback for designers."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
@@ -173,52 +175,12 @@ class FormById(MethodView):
         return {"success": True}
 
 
-@blp.route("/<xml_form_id>.xml")
-class FormXml(MethodView):
-    def get(self, project_id, xml_form_id):
-        """The current published XForm, byte for byte."""
-        form = _form(project_id, xml_form_id, roles.FORM_READ)
-        return _xml_response(_published(form), form)
-
-
-@blp.route("/<xml_form_id>.<any(xlsx, xls):suffix>")
-class FormXlsForm(MethodView):
-    def get(self, project_id, xml_form_id, suffix):
-        """The XLSForm the current version was made from."""
-        form = _form(project_id, xml_form_id, roles.FORM_READ)
-        return _xlsform_response(_published(form), form, suffix)
-
-
-@blp.route("/<xml_form_id>/fields")
-class FormFields(MethodView):
-    @blp.response(200, FieldSchema(many=True))
-    def get(self, project_id, xml_form_id):
-        """The current version's fields (path, type, repeat nesting, choices list)."""
-        form = _form(project_id, xml_form_id, roles.FORM_READ)
-        return _published(form).schema["fields"]
-
-
 @blp.route("/<xml_form_id>/schema")
 class FormSchemaRoute(MethodView):
     def get(self, project_id, xml_form_id):
         """The current version's full field schema: fields, choice lists and languages."""
         form = _form(project_id, xml_form_id, roles.FORM_READ)
         return _published(form).schema
-
-
-@blp.route("/<xml_form_id>/attachments")
-class FormAttachments(MethodView):
-    @blp.response(200, FormAttachmentSchema(many=True))
-    def get(self, project_id, xml_form_id):
-        form = _form(project_id, xml_form_id, roles.FORM_READ)
-        return _attachments(_published(form))
-
-
-@blp.route("/<xml_form_id>/attachments/<name>")
-class FormAttachmentByName(MethodView):
-    def get(self, project_id, xml_form_id, name):
-        form = _form(project_id, xml_form_id, roles.FORM_READ)
-        return _attachment_download(_published(form), name)
 
 
 # -- draft ----------------------------------------------------------------------------------
@@ -260,43 +222,8 @@ class DraftPublish(MethodView):
         return _summary(form, published)
 
 
-@blp.route("/<xml_form_id>/draft.xml")
-class DraftXml(MethodView):
-    def get(self, project_id, xml_form_id):
-        form = _form(project_id, xml_form_id, roles.FORM_READ)
-        return _xml_response(_draft(form), form)
-
-
-@blp.route("/<xml_form_id>/draft.<any(xlsx, xls):suffix>")
-class DraftXlsForm(MethodView):
-    def get(self, project_id, xml_form_id, suffix):
-        form = _form(project_id, xml_form_id, roles.FORM_READ)
-        return _xlsform_response(_draft(form), form, suffix)
-
-
-@blp.route("/<xml_form_id>/draft/fields")
-class DraftFields(MethodView):
-    @blp.response(200, FieldSchema(many=True))
-    def get(self, project_id, xml_form_id):
-        form = _form(project_id, xml_form_id, roles.FORM_READ)
-        return _draft(form).schema["fields"]
-
-
-@blp.route("/<xml_form_id>/draft/attachments")
-class DraftAttachments(MethodView):
-    @blp.response(200, FormAttachmentSchema(many=True))
-    def get(self, project_id, xml_form_id):
-        """The media the draft expects, and which have been uploaded."""
-        form = _form(project_id, xml_form_id, roles.FORM_READ)
-        return _attachments(_draft(form))
-
-
 @blp.route("/<xml_form_id>/draft/attachments/<name>")
 class DraftAttachmentByName(MethodView):
-    def get(self, project_id, xml_form_id, name):
-        form = _form(project_id, xml_form_id, roles.FORM_READ)
-        return _attachment_download(_draft(form), name)
-
     @blp.response(200, SuccessSchema)
     def post(self, project_id, xml_form_id, name):
         """Upload a media file the draft expects, as the raw body. CSVs are checked for the
@@ -338,41 +265,56 @@ class VersionById(MethodView):
         return _summary(form, _published(form, version))
 
 
-@blp.route("/<xml_form_id>/versions/<version>.xml")
-class VersionXml(MethodView):
-    def get(self, project_id, xml_form_id, version):
+# -- one version's files, for the published version, the draft and any version ----------
+
+def _definition_routes(prefix: str, which: str,
+                       resolve: Callable[[Form, dict[str, str]], FormDef]) -> None:
+    """The same read-only routes for ``{prefix}.xml``, ``.xlsx``/``.xls``, ``/fields``,
+    ``/attachments`` and ``/attachments/{name}`` of one version of a form."""
+    base = f"/<xml_form_id>{prefix}"
+
+    def load(project_id: int, xml_form_id: str, kw: dict[str, str]) -> tuple[Form, FormDef]:
         form = _form(project_id, xml_form_id, roles.FORM_READ)
-        return _xml_response(_published(form, version), form)
+        return form, resolve(form, kw)
+
+    @blp.route(f"{base}.xml", endpoint=f"{which}_xml")
+    class Xml(MethodView):
+        def get(self, project_id, xml_form_id, **kw):
+            """The XForm, byte for byte."""
+            form, form_def = load(project_id, xml_form_id, kw)
+            return _xml_response(form_def, form)
+
+    @blp.route(f"{base}.<any(xlsx, xls):suffix>", endpoint=f"{which}_xlsform")
+    class XlsForm(MethodView):
+        def get(self, project_id, xml_form_id, suffix, **kw):
+            """The XLSForm the version was made from."""
+            form, form_def = load(project_id, xml_form_id, kw)
+            return _xlsform_response(form_def, form, suffix)
+
+    @blp.route(f"{base}/fields", endpoint=f"{which}_fields")
+    class Fields(MethodView):
+        @blp.response(200, FieldSchema(many=True))
+        def get(self, project_id, xml_form_id, **kw):
+            """The version's fields (path, type, repeat nesting)."""
+            return load(project_id, xml_form_id, kw)[1].schema["fields"]
+
+    @blp.route(f"{base}/attachments", endpoint=f"{which}_attachments")
+    class Attachments(MethodView):
+        @blp.response(200, FormAttachmentSchema(many=True))
+        def get(self, project_id, xml_form_id, **kw):
+            """The media the version expects, and which have been uploaded."""
+            return _attachments(load(project_id, xml_form_id, kw)[1])
+
+    @blp.route(f"{base}/attachments/<name>", endpoint=f"{which}_attachment")
+    class Attachment(MethodView):
+        def get(self, project_id, xml_form_id, name, **kw):
+            return _attachment_download(load(project_id, xml_form_id, kw)[1], name)
 
 
-@blp.route("/<xml_form_id>/versions/<version>.<any(xlsx, xls):suffix>")
-class VersionXlsForm(MethodView):
-    def get(self, project_id, xml_form_id, version, suffix):
-        form = _form(project_id, xml_form_id, roles.FORM_READ)
-        return _xlsform_response(_published(form, version), form, suffix)
-
-
-@blp.route("/<xml_form_id>/versions/<version>/fields")
-class VersionFields(MethodView):
-    @blp.response(200, FieldSchema(many=True))
-    def get(self, project_id, xml_form_id, version):
-        form = _form(project_id, xml_form_id, roles.FORM_READ)
-        return _published(form, version).schema["fields"]
-
-
-@blp.route("/<xml_form_id>/versions/<version>/attachments")
-class VersionAttachments(MethodView):
-    @blp.response(200, FormAttachmentSchema(many=True))
-    def get(self, project_id, xml_form_id, version):
-        form = _form(project_id, xml_form_id, roles.FORM_READ)
-        return _attachments(_published(form, version))
-
-
-@blp.route("/<xml_form_id>/versions/<version>/attachments/<name>")
-class VersionAttachmentByName(MethodView):
-    def get(self, project_id, xml_form_id, version, name):
-        form = _form(project_id, xml_form_id, roles.FORM_READ)
-        return _attachment_download(_published(form, version), name)
+_definition_routes("", "published", lambda form, kw: _published(form))
+_definition_routes("/draft", "draft", lambda form, kw: _draft(form))
+_definition_routes("/versions/<version>", "version",
+                   lambda form, kw: _published(form, kw["version"]))
 
 
 def _attachment_download(form_def: FormDef, name: str) -> Response:
