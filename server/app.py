@@ -20,6 +20,7 @@ from server.logs import bind_request_id, configure_logging, log, redact_path
 from server.migrate import check_schema_current
 from server.settings import Settings
 from server.storage import BlobStore, open_blob_store
+from sync import routes as openrosa_routes
 
 REQUEST_ID_HEADER = "X-Request-Id"
 
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     )
     register_error_handlers(app)
     init_api(app)
+    app.register_blueprint(openrosa_routes.bp)
     app.before_request(_begin)
     app.before_request(_require_authentication)
     app.after_request(_finish)

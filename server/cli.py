@@ -249,8 +249,49 @@ def app_users_create(ctx: Context, display_name: str, project_id: int) -> None:
         click.echo(f"Collect server URL (shown once): {url}")
 
 
+@app_users.command("qr")
+@click.option("--project", "project_id", type=int, required=True)
+@click.option("--name", "display_name", help="Create a new app user with this name.")
+@click.option("--app-user", "app_user_id", type=int,
+              help="Instead, issue a new token to this app user (its devices must be set up "
+                   "again).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Where to write the QR code: a .png or .svg file.")
+@click.option("--managed", is_flag=True,
+              help="Managed set-up: forms match the server, finished forms auto-send.")
+@pass_ctx
+def app_users_qr(ctx: Context, project_id: int, display_name: str | None,
+                 app_user_id: int | None, out: Path, managed: bool) -> None:
+    """Write the QR code that sets up ODK Collect (scan it in Collect's Add project)."""
+    from server.services import app_users as svc
+    from server.services.collect_setup import app_user_qr
+
+    fmt = out.suffix.lower().lstrip(".")
+    if fmt not in ("png", "svg"):
+        raise click.UsageError("--out must end in .png or .svg")
+    if (display_name is None) == (app_user_id is None):
+        raise click.UsageError("Give either --name (a new app user) or --app-user ID.")
+    with ctx.session() as s:
+        project = queries.projects.get(s, project_id)
+        if project is None:
+            raise click.ClickException(f"No project {project_id}.")
+        if display_name is not None:
+            new = svc.create_app_user(s, SYSTEM, project, display_name=display_name)
+        else:
+            app_user = queries.app_users.get(s, project.id, app_user_id or 0)
+            if app_user is None:
+                raise click.ClickException(f"No app user {app_user_id} in project {project_id}.")
+            new = svc.rotate_token(s, SYSTEM, app_user)
+        out.write_bytes(app_user_qr(ctx.settings, project, new.token, fmt=fmt, managed=managed))
+        click.echo(f"App user {new.app_user.id} ({new.app_user.display_name}): QR code written "
+                   f"to {out}")
+        click.echo(f"Server URL: {collect_url(ctx.settings, new.token, project.id)}")
+
+
 def collect_url(settings: Settings, token: str, project_id: int) -> str:
-    return f"{settings.public_url}/v1/key/{token}/projects/{project_id}"
+    from sync.collect import app_user_url
+
+    return app_user_url(settings.public_url, token, project_id)
 
 
 # -- demo, serve, worker ----------------------------------------------------------------

@@ -66,7 +66,10 @@ _CHALLENGE = 'Bearer realm="dodoso"'
 
 
 class Problems:
-    """Every problem dodoso can answer with. Tests assert on ``code``, never on wording."""
+    """Every problem dodoso can answer with. Tests assert on ``code``, never on wording.
+
+    Codes are floats (Central's shape), so a sub-code never ends in 0: 400.10 would be
+    400.1."""
 
     # 400: the request could not be understood
     unparseable = _p(400.1, "Could not parse the given data as {format}.")
@@ -77,6 +80,14 @@ class Problems:
     bad_request = _p(400.8, "The request could not be understood.")
     form_id_mismatch = _p(400.9, "The form ID in the uploaded form ({found}) does not match the "
                                  "form being updated ({expected}).")
+    submission_unparseable = _p(400.21, "The submission's XML could not be parsed: {reason}.")
+    ambiguous_submission = _p(400.22, "The request carried more than one "
+                                      "xml_submission_file; send exactly one.")
+    multipart_unparseable = _p(400.23, "The multipart body could not be parsed (no boundary, "
+                                       "empty or truncated).")
+    duplicate_attachment = _p(400.24, "Two different files named {name} were sent.")
+    encryption_required = _p(400.25, "This form is encrypted: plaintext submissions are "
+                                     "refused.")
     form_invalid = _p(400.15, "The given form is not valid. See details.errors for each "
                               "problem, where it is and how to fix it.")
     form_warnings = _p(400.16, "The form is valid, but with warnings (details.warnings). "
@@ -97,9 +108,16 @@ class Problems:
 
     # 404/405
     not_found = _p(404.1, "Could not find the resource you were looking for.")
+    version_unknown = _p(404.7, "The form version specified in this submission '{version}' "
+                                "does not exist.")
     method_not_allowed = _p(405.1, "This resource does not support the method you used.")
 
     # 409: conflicts with what is stored
+    xml_conflict = _p(409.1, "A submission already exists with this ID, but with different "
+                             "XML. Resubmissions to attach additional multimedia must "
+                             "resubmit an identical xml_submission_file.")
+    not_accepting = _p(409.2, "This form is not currently accepting submissions. Please talk "
+                              "to your program staff if this is unexpected.")
     unique_conflict = _p(409.3, "A resource already exists with {fields} value(s) of {values}.")
     already_revoked = _p(409.4, "This {resource} has already been revoked.")
     last_admin = _p(409.5, "The last site administrator cannot be removed.")
@@ -108,6 +126,10 @@ class Problems:
                                "the new version another version string (?version=…).")
     field_retyped = _p(409.8, "This version changes the data type of fields already collected "
                               "({fields}). See details.errors.")
+    submission_deleted = _p(409.12, "This submission has been deleted and may not be "
+                                    "resubmitted or edited.")
+    not_current_version = _p(409.11, "The submission this edit replaces is not its current "
+                                     "version; fetch the latest and edit that.")
     media_invalid = _p(409.9, "The draft's media files are not ready to publish. See "
                               "details.errors.")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask import Response
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -9,6 +10,7 @@ from server import queries, web
 from server.api.schemas import (
     AppUserCreateSchema,
     AppUserListArgs,
+    AppUserQrSchema,
     AppUserSchema,
     NewAppUserSchema,
     SuccessSchema,
@@ -17,6 +19,7 @@ from server.auth import roles
 from server.auth.access import load_project
 from server.errors import Problems
 from server.services import app_users as svc
+from server.services import collect_setup
 
 blp = Blueprint("app_users", __name__, url_prefix="/v1/projects/<int:project_id>/app-users",
                 description="Collect device credentials")
@@ -52,3 +55,33 @@ class AppUserById(MethodView):
             raise Problems.not_found()
         svc.revoke_app_user(web.db(), actor, app_user)
         return {"success": True}
+
+
+@blp.route("/<int:app_user_id>/token")
+class AppUserToken(MethodView):
+    @blp.response(200, NewAppUserSchema)
+    def post(self, project_id, app_user_id):
+        """Issue a new token (for a lost QR code); the old one stops working at once."""
+        actor = web.actor()
+        project = load_project(web.db(), actor, project_id, roles.APP_USER_CREATE)
+        app_user = queries.app_users.get(web.db(), project.id, app_user_id)
+        if app_user is None:
+            raise Problems.not_found()
+        return svc.rotate_token(web.db(), actor, app_user)
+
+
+@blp.route("/<int:app_user_id>/qr")
+class AppUserQr(MethodView):
+    @blp.arguments(AppUserQrSchema)
+    def post(self, body, project_id, app_user_id):
+        """The QR code that sets up ODK Collect for this app user, as PNG or SVG. Only the
+        token's hash is stored, so the token (from creation or rotation) is sent here."""
+        project = load_project(web.db(), web.actor(), project_id, roles.APP_USER_CREATE)
+        app_user = queries.app_users.get(web.db(), project.id, app_user_id)
+        if app_user is None or app_user.revoked_at is not None:
+            raise Problems.not_found()
+        if not svc.holds_token(app_user, body["token"]):
+            raise Problems.invalid_parameter(field="token", reason="not this app user's token")
+        image = collect_setup.app_user_qr(web.settings(), project, body["token"],
+                                          fmt=body["format"], managed=body["managed"])
+        return Response(image, mimetype=collect_setup.QR_FORMATS[body["format"]])

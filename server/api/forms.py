@@ -11,6 +11,7 @@ from flask_smorest import Blueprint
 
 from server import queries, web
 from server.api.schemas import (
+    AssignedAppUserSchema,
     DraftSchema,
     FieldSchema,
     FormAttachmentSchema,
@@ -24,6 +25,7 @@ from server.auth import roles
 from server.auth.access import load_project
 from server.errors import Problems
 from server.models import Form, FormDef
+from server.services import collect_setup
 from server.services import forms as svc
 from server.storage import attachment_disposition
 
@@ -211,6 +213,18 @@ class Draft(MethodView):
         return {"success": True}
 
 
+@blp.route("/<xml_form_id>/draft/qr.<any(png, svg):fmt>")
+class DraftQr(MethodView):
+    def get(self, project_id, xml_form_id, fmt):
+        """The QR code that sets up ODK Collect to test this draft."""
+        project = load_project(web.db(), web.actor(), project_id, roles.FORM_READ)
+        form = _form(project_id, xml_form_id, roles.FORM_READ)
+        draft = _draft(form)
+        image = collect_setup.draft_qr(web.settings(), project, draft.draft_token or "",
+                                       form.xml_form_id, fmt=fmt)
+        return Response(image, mimetype=collect_setup.QR_FORMATS[fmt])
+
+
 @blp.route("/<xml_form_id>/draft/publish")
 class DraftPublish(MethodView):
     @blp.arguments(PublishArgs, location="query")
@@ -263,6 +277,31 @@ class VersionById(MethodView):
     def get(self, project_id, xml_form_id, version):
         form = _form(project_id, xml_form_id, roles.FORM_READ)
         return _summary(form, _published(form, version))
+
+
+@blp.route("/<xml_form_id>/assignments/app-user")
+class FormAppUsers(MethodView):
+    @blp.response(200, AssignedAppUserSchema(many=True))
+    def get(self, project_id, xml_form_id):
+        """The app users this form is offered to (Collect shows them only these)."""
+        form = _form(project_id, xml_form_id, roles.ASSIGNMENT_LIST)
+        return [{"actor_id": i, "role_system": "app-user"}
+                for i in queries.forms.assigned_app_users(web.db(), form.id)]
+
+
+@blp.route("/<xml_form_id>/assignments/app-user/<int:app_user_id>")
+class FormAppUserById(MethodView):
+    @blp.response(200, SuccessSchema)
+    def post(self, project_id, xml_form_id, app_user_id):
+        form = _form(project_id, xml_form_id, roles.ASSIGNMENT_CREATE)
+        svc.assign_app_user(web.db(), web.actor(), form, app_user_id)
+        return {"success": True}
+
+    @blp.response(200, SuccessSchema)
+    def delete(self, project_id, xml_form_id, app_user_id):
+        form = _form(project_id, xml_form_id, roles.ASSIGNMENT_DELETE)
+        svc.unassign_app_user(web.db(), web.actor(), form, app_user_id)
+        return {"success": True}
 
 
 # -- one version's files, for the published version, the draft and any version ----------

@@ -7,6 +7,7 @@ from marshmallow import fields, validate
 
 from server.auth.passwords import MAX_PASSWORD_LENGTH
 from server.models.forms import FORM_STATES
+from server.models.projects import AppUser
 
 
 def _camel(name: str) -> str:
@@ -169,6 +170,12 @@ class AppUserCreateSchema(ApiSchema):
     display_name = Name
 
 
+class AppUserQrSchema(ApiSchema):
+    token = fields.String(required=True, load_only=True, validate=validate.Length(max=128))
+    format = fields.String(load_default="png", validate=validate.OneOf(["png", "svg"]))
+    managed = fields.Boolean(load_default=False)
+
+
 class AppUserListArgs(ApiSchema):
     include_revoked = fields.Boolean(load_default=False)
 
@@ -271,7 +278,98 @@ class FieldSchema(ApiSchema):
     repeat = fields.String(allow_none=True)
 
 
+class AssignedAppUserSchema(ApiSchema):
+    actor_id = fields.Integer()
+    role_system = fields.String()
+
+
 class HealthSchema(ApiSchema):
     status = fields.String()
     database = fields.String()
     blob_store = fields.String()
+
+
+# -- submissions ----------------------------------------------------------------------
+
+def _submitter_id(record: object) -> int | None:
+    """Central has one actor id; here a web user's id, else the app user's."""
+    user_id = getattr(record, "submitter_user_id", None)
+    return user_id if user_id is not None else getattr(record, "submitter_app_user_id", None)
+
+
+class SubmitterSchema(ApiSchema):
+    """The actor who sent a submission (Central's Actor, in extended metadata)."""
+
+    id = fields.Integer()
+    type = fields.Function(lambda a: "field_key" if isinstance(a, AppUser) else "user")
+    display_name = fields.String()
+    created_at = fields.DateTime()
+    updated_at = fields.Function(lambda a: _iso(getattr(a, "updated_at", None)))
+    deleted_at = fields.Function(lambda a: _iso(getattr(a, "deleted_at", None)))
+
+
+def _iso(value: object) -> str | None:
+    return value.isoformat() if value is not None else None  # type: ignore[attr-defined]
+
+
+class SubmissionVersionSchema(ApiSchema):
+    """One version of a submission: ``{"definition": SubmissionDef, "submitter": …}``."""
+
+    instance_id = fields.String(attribute="definition.instance_id")
+    instance_name = fields.String(attribute="definition.instance_name", allow_none=True)
+    submitter_id = fields.Function(lambda v: _submitter_id(_get(v, "definition")))
+    device_id = fields.String(attribute="definition.device_id", allow_none=True)
+    user_agent = fields.String(attribute="definition.user_agent", allow_none=True)
+    created_at = fields.DateTime(attribute="definition.created_at")
+    current = fields.Boolean(attribute="definition.current")
+
+
+def _get(value: object, key: str) -> object:
+    return value[key] if isinstance(value, dict) else getattr(value, key)
+
+
+class CurrentVersionExtendedSchema(SubmissionVersionSchema):
+    submitter = fields.Nested(SubmitterSchema, allow_none=True)
+
+
+class SubmissionVersionExtendedSchema(CurrentVersionExtendedSchema):
+    form_version = fields.String()
+
+
+class SubmissionSchema(ApiSchema):
+    """A submission (Central's shape): the logical submission, with its first
+    instanceID, its initial device and user agent, and its current version."""
+
+    instance_id = fields.String(attribute="submission.instance_id")
+    submitter_id = fields.Function(lambda s: _submitter_id(s.submission))
+    device_id = fields.String(attribute="submission.device_id", allow_none=True)
+    user_agent = fields.String(allow_none=True)
+    # Central's reviewState is null until someone reviews the submission.
+    review_state = fields.Function(lambda s: None if s.submission.review_state == "received"
+                                   else s.submission.review_state)
+    created_at = fields.DateTime(attribute="submission.created_at")
+    updated_at = fields.DateTime(attribute="submission.updated_at", allow_none=True)
+    deleted_at = fields.DateTime(attribute="submission.deleted_at", allow_none=True)
+    current_version = fields.Function(
+        lambda s: SubmissionVersionSchema().dump({"definition": s.current}))
+
+
+class SubmissionExtendedSchema(SubmissionSchema):
+    """``X-Extended-Metadata: true``: the submitters themselves, not only their ids."""
+
+    submitter = fields.Nested(SubmitterSchema, allow_none=True)
+    current_version = fields.Function(
+        lambda s: CurrentVersionExtendedSchema().dump({"definition": s.current,
+                                                       "submitter": s.current_submitter}))
+
+
+class SubmissionAttachmentSchema(ApiSchema):
+    name = fields.String()
+    exists = fields.Boolean()
+
+
+class SubmissionListArgs(ApiSchema):
+    """Central's ``?limit=&offset=``; without ``limit``, every submission (as Central)."""
+
+    limit = fields.Integer(load_default=None, validate=validate.Range(min=0))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))

@@ -24,6 +24,7 @@ FORM_DELETE = "form.delete"
 SUBMISSION_LIST = "submission.list"
 SUBMISSION_READ = "submission.read"
 SUBMISSION_UPDATE = "submission.update"
+SUBMISSION_CREATE = "submission.create"
 SUBMISSION_EXPORT = "submission.export"
 AUDIT_READ = "audit.read"
 USER_LIST = "user.list"
@@ -36,14 +37,14 @@ _READ = {PROJECT_READ, FORM_LIST, FORM_READ, SUBMISSION_LIST, SUBMISSION_READ,
 
 ROLE_VERBS: dict[str, frozenset[str]] = {
     "viewer": frozenset(_READ),
-    "data-manager": frozenset(_READ | {SUBMISSION_UPDATE}),
+    "data-manager": frozenset(_READ | {SUBMISSION_UPDATE, SUBMISSION_CREATE}),
     "designer": frozenset(_READ | {FORM_CREATE, FORM_UPDATE, FORM_PUBLISH, APP_USER_LIST}),
     "manager": frozenset(
         _READ
         | {PROJECT_UPDATE, ASSIGNMENT_LIST, ASSIGNMENT_CREATE, ASSIGNMENT_DELETE, APP_USER_LIST,
            APP_USER_CREATE, APP_USER_DELETE, FORM_CREATE, FORM_UPDATE, FORM_PUBLISH,
            FORM_DELETE,
-           SUBMISSION_UPDATE, AUDIT_READ}
+           SUBMISSION_UPDATE, SUBMISSION_CREATE, AUDIT_READ}
     ),
 }
 

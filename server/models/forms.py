@@ -88,3 +88,15 @@ class FormAttachment(Base):
     kind: Mapped[str] = mapped_column(String(16))
     blob_id: Mapped[int | None] = mapped_column(ForeignKey("blobs.id"))
     updated_at: Mapped[dt.datetime | None]
+
+
+class FormAssignment(Base):
+    """An app user may see and submit to this form (Central's app-user form assignment)."""
+
+    __tablename__ = "form_assignments"
+
+    form_id: Mapped[int] = mapped_column(ForeignKey("forms.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    app_user_id: Mapped[int] = mapped_column(ForeignKey("app_users.id", ondelete="CASCADE"),
+                                             primary_key=True, index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -1,5 +1,16 @@
 """All SQL lives here: get_… (one or None), list_…, stream_…, count_…, insert_…/update_…."""
 
-from server.queries import app_users, audit, blobs, forms, jobs, projects, tokens, users
+from server.queries import (
+    app_users,
+    audit,
+    blobs,
+    forms,
+    jobs,
+    projects,
+    submissions,
+    tokens,
+    users,
+)
 
-__all__ = ["app_users", "audit", "blobs", "forms", "jobs", "projects", "tokens", "users"]
+__all__ = ["app_users", "audit", "blobs", "forms", "jobs", "projects", "submissions", "tokens",
+           "users"]

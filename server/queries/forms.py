@@ -3,7 +3,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from server.models import Blob, Form, FormAttachment, FormDef
+from server.models import Blob, Form, FormAssignment, FormAttachment, FormDef
 
 
 def get(db: Session, project_id: int, xml_form_id: str) -> Form | None:
@@ -103,3 +103,47 @@ def insert_attachment(db: Session, attachment: FormAttachment) -> FormAttachment
 def delete_def(db: Session, form_def: FormDef) -> None:
     db.delete(form_def)
     db.flush()
+
+
+def list_offered(db: Session, project_id: int) -> list[tuple[Form, FormDef]]:
+    """The forms Collect is offered: open, not deleted, with a published version."""
+    latest = (select(FormDef.id).where(FormDef.form_id == Form.id,
+                                       FormDef.published_at.is_not(None))
+              .order_by(FormDef.published_at.desc(), FormDef.id.desc()).limit(1)
+              .correlate(Form).scalar_subquery())
+    rows = db.execute(
+        select(Form, FormDef).join(FormDef, FormDef.id == latest)
+        .where(Form.project_id == project_id, Form.deleted_at.is_(None), Form.state == "open")
+        .order_by(Form.xml_form_id)
+    ).all()
+    return [(f, d) for f, d in rows]
+
+
+def has_attachments(db: Session, form_def_id: int) -> bool:
+    return db.scalar(select(FormAttachment.id).where(FormAttachment.form_def_id == form_def_id)
+                     .limit(1)) is not None
+
+
+def is_assigned(db: Session, form_id: int, app_user_id: int) -> bool:
+    return db.get(FormAssignment, (form_id, app_user_id)) is not None
+
+
+def assigned_app_users(db: Session, form_id: int) -> list[int]:
+    return list(db.scalars(select(FormAssignment.app_user_id)
+                           .where(FormAssignment.form_id == form_id)
+                           .order_by(FormAssignment.app_user_id)))
+
+
+def insert_assignment(db: Session, form_id: int, app_user_id: int) -> None:
+    if not is_assigned(db, form_id, app_user_id):
+        db.add(FormAssignment(form_id=form_id, app_user_id=app_user_id))
+        db.flush()
+
+
+def delete_assignment(db: Session, form_id: int, app_user_id: int) -> bool:
+    assignment = db.get(FormAssignment, (form_id, app_user_id))
+    if assignment is None:
+        return False
+    db.delete(assignment)
+    db.flush()
+    return True

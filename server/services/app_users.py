@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
@@ -42,6 +43,23 @@ def revoke_app_user(db: Session, actor: Actor, app_user: AppUser) -> None:
     db.flush()
     audit.record(db, actor, "app_user.revoke", project_id=app_user.project_id,
                  target=("app_user", app_user.id))
+
+
+def rotate_token(db: Session, actor: Actor, app_user: AppUser) -> NewAppUser:
+    """A new token for a lost QR code. Devices set up with the old one must be set up again."""
+    if app_user.revoked_at is not None:
+        raise Problems.already_revoked(resource="app user")
+    token = new_token()
+    app_user.token_hash = token_hash(token)
+    db.flush()
+    audit.record(db, actor, "app_user.token.rotate", project_id=app_user.project_id,
+                 target=("app_user", app_user.id))
+    return NewAppUser(app_user=app_user, token=token)
+
+
+def holds_token(app_user: AppUser, token: str) -> bool:
+    return looks_like_token(token) and hmac.compare_digest(app_user.token_hash,
+                                                           token_hash(token))
 
 
 def authenticate_key(db: Session, token: str) -> Actor:

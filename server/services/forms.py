@@ -164,6 +164,7 @@ def publish_draft(db: Session, ctx: FormsContext, actor: Actor, form: Form,
     draft.published_at = utcnow()
     draft.published_by_id = actor.user_id
     draft.draft_token = None
+    queries.submissions.delete_drafts(db, form.id)
     form.updated_at = draft.published_at
     db.flush()
     audit.record(db, actor, "form.publish", project_id=form.project_id,
@@ -175,6 +176,7 @@ def delete_draft(db: Session, actor: Actor, form: Form) -> None:
     draft = queries.forms.draft_def(db, form.id)
     if draft is None:
         raise Problems.not_found()
+    queries.submissions.delete_drafts(db, form.id)
     queries.forms.delete_def(db, draft)
     audit.record(db, actor, "form.draft.delete", project_id=form.project_id,
                  target=("form", form.id), details={"version": draft.version})
@@ -325,3 +327,19 @@ def _csv_columns(draft: FormDef) -> dict[str, set[str]]:
 
 def _is_csv(name: str) -> bool:
     return name.lower().endswith(".csv")
+
+
+def assign_app_user(db: Session, actor: Actor, form: Form, app_user_id: int) -> None:
+    app_user = queries.app_users.get(db, form.project_id, app_user_id)
+    if app_user is None or app_user.revoked_at is not None:
+        raise Problems.not_found()
+    queries.forms.insert_assignment(db, form.id, app_user.id)
+    audit.record(db, actor, "form.assignment.create", project_id=form.project_id,
+                 target=("form", form.id), details={"appUserId": app_user.id})
+
+
+def unassign_app_user(db: Session, actor: Actor, form: Form, app_user_id: int) -> None:
+    if not queries.forms.delete_assignment(db, form.id, app_user_id):
+        raise Problems.not_found()
+    audit.record(db, actor, "form.assignment.delete", project_id=form.project_id,
+                 target=("form", form.id), details={"appUserId": app_user_id})

@@ -232,8 +232,11 @@ def test_make_run__printed_credentials_log_in_create_a_project_and_an_app_user(d
     # leak them.
     demo_key = COLLECT_URL.search(demo_server.demo_output)
     assert demo_key and demo_key["url"].startswith(f"{base}/v1/key/"), demo_server.demo_output
-    call("GET", f"{demo_key['url']}/formList")
-    call("GET", f"{base}/v1/key/{app_user_token}/projects/{project_id}/formList")
+    for url in (f"{demo_key['url']}/formList",
+                f"{base}/v1/key/{app_user_token}/projects/{project_id}/formList"):
+        status, body = (_curl if CURL else _urllib)("GET", url, {"X-OpenRosa-Version": "1.0"},
+                                                   None)
+        assert status == 200 and "<xforms" in body, (status, body)
 
     logs = demo_server.logs()
     assert "/v1/sessions" in logs and "/v1/projects" in logs  # requests are logged at all

@@ -352,3 +352,21 @@ def test_commands__on_an_old_schema_say_to_upgrade(migrated):
     migrated.ok("db", "downgrade", "base")
     out = migrated.fails("projects", "list")
     assert "dodoso db upgrade" in out
+
+
+def test_app_users_qr__writes_a_code_for_a_new_or_rotated_app_user(migrated, tmp_path):
+    from sync.collect import decode_payload
+    from tests.unit.sync.test_collect import png_pixels, read_qr
+
+    migrated.ok("projects", "create", "Remittances")
+    out = migrated.ok("app-users", "qr", "--project", "1", "--name", "Tablet 9",
+                      "--out", str(tmp_path / "t9.png"), "--managed")
+    url = out.split("Server URL: ")[1].strip()
+    decoded = decode_payload(read_qr(*png_pixels((tmp_path / "t9.png").read_bytes())).text)
+    assert decoded["general"]["server_url"] == url
+    assert decoded["general"]["form_update_mode"] == "match_exactly"
+    rotated = migrated.ok("app-users", "qr", "--project", "1", "--app-user", "1",
+                          "--out", str(tmp_path / "t9.svg"))
+    assert rotated.split("Server URL: ")[1].strip() != url
+    assert (tmp_path / "t9.svg").read_bytes().lstrip().startswith((b"<?xml", b"<svg"))
+    migrated.fails("app-users", "qr", "--project", "1", "--out", str(tmp_path / "x.gif"))

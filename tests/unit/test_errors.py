@@ -38,3 +38,4 @@ def test_auth_problems__challenge_without_digest():
         assert p.status == 401
         assert p.headers["WWW-Authenticate"].startswith("Bearer")
         assert "Digest" not in p.headers["WWW-Authenticate"]
+

@@ -1,0 +1,260 @@
+"""Ingesting one submission: every acknowledged interview stored exactly once.
+
+One transaction per request (committed by the request boundary, after which — and only
+after which — the client is answered 201). Files go to the blob store before the rows that
+refer to them are flushed, so a committed row always has its bytes.
+
+- new instanceID → a new submission, its XML kept and flattened into rows;
+- same instanceID, byte-identical XML → the attachments this request brings are added
+  (Collect splits big submissions over several POSTs this way, and retries this way);
+- same instanceID, other XML → 409; a deleted submission's instanceID → 409;
+- ``meta/deprecatedID`` → a new version of that submission (unknown → 404, not current →
+  409), the earlier versions kept;
+- a submission without an instanceID gets ``sha256:<hash of its XML>``, so a resend of the
+  same bytes is still recognised (an encrypted one without an instanceID is refused).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from sqlalchemy.orm import Session
+
+from forms.schema import FormSchema
+from server import queries
+from server.auth.actor import Actor
+from server.db import utcnow
+from server.errors import Problems
+from server.models import Form, FormDef, Submission, SubmissionDef
+from server.models.submissions import ROOT_TABLE
+from server.services import audit
+from server.services.blobs import store_blob
+from server.storage import BlobStore
+from sync.flatten import flatten
+from sync.instance import Instance, InstanceInvalid, parse_instance, referenced_files
+
+
+@dataclass(frozen=True)
+class IncomingFile:
+    name: str
+    stream: BinaryIO
+    content_type: str | None = None
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """Who sent the submission, from where, and to what (a draft's test endpoint or not)."""
+
+    actor: Actor
+    device_id: str | None = None
+    user_agent: str | None = None
+    draft: bool = False
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    submission: Submission
+    definition: SubmissionDef
+    created: bool
+    attachments_added: int
+
+
+def ingest_submission(db: Session, store: BlobStore, *, project_id: int, xml: bytes,
+                      files: Mapping[str, IncomingFile], envelope: Envelope,
+                      form: Form | None = None, max_file_bytes: int | None = None,
+                      authorize: Callable[[Form], None] | None = None) -> IngestResult:
+    """``authorize`` is called with the form the submission names, before anything is
+    stored (app users may only submit to forms assigned to them)."""
+    instance = _parse(xml)
+    form = _form(db, project_id, instance, form)
+    if authorize is not None:
+        authorize(form)
+    form_def = _form_def(db, form, instance, envelope.draft)
+    if form_def.encryption_key and not instance.encrypted:
+        raise Problems.encryption_required()
+    schema = FormSchema.from_json(form_def.schema)
+    xml_sha256 = hashlib.sha256(xml).hexdigest()
+    instance_id = instance.instance_id or _derived_id(instance, xml_sha256)
+    instance = dataclasses.replace(instance, instance_id=instance_id)
+
+    existing = queries.submissions.get_def_by_instance_id(db, form.id, envelope.draft,
+                                                          instance_id)
+    if existing is not None:
+        return _resend(db, store, form, existing, xml_sha256, instance, schema, files,
+                       envelope, max_file_bytes)
+
+    submission, previous = _target(db, form, instance, envelope)
+    definition = queries.submissions.insert_def(db, SubmissionDef(
+        submission_id=submission.id, form_id=form.id, draft=envelope.draft,
+        form_def_id=form_def.id, instance_id=instance_id,
+        deprecated_id=instance.deprecated_id, instance_name=_clip(instance.instance_name, 1000),
+        xml=xml.decode("utf-8"), xml_sha256=xml_sha256, encrypted=instance.encrypted,
+        submitter_user_id=envelope.actor.user_id,
+        submitter_app_user_id=envelope.actor.app_user.id if envelope.actor.app_user else None,
+        device_id=_clip(envelope.device_id, 255), user_agent=_clip(envelope.user_agent, 512),
+    ))
+    expected = referenced_files(instance, schema)
+    queries.submissions.insert_attachments(db, definition.id, expected)
+    if previous is not None:
+        _carry_attachments(db, previous, definition)
+    added = _attach(db, store, definition, files, max_file_bytes)
+    if not instance.encrypted:
+        queries.submissions.insert_rows(db, _rows(form, definition, instance, schema))
+    action = "submission.update" if previous is not None else "submission.create"
+    audit.record(db, envelope.actor, action, project_id=form.project_id,
+                 target=("submission", submission.id),
+                 details={"instanceId": instance_id, "formId": form.xml_form_id,
+                          "version": form_def.version, "deviceId": envelope.device_id,
+                          "draft": envelope.draft})
+    return IngestResult(submission, definition, True, added)
+
+
+# -- steps ----------------------------------------------------------------------------------
+
+def _parse(xml: bytes) -> Instance:
+    try:
+        return parse_instance(xml)
+    except InstanceInvalid as invalid:
+        raise Problems.submission_unparseable(reason=invalid.message,
+                                              issue=invalid.code) from None
+
+
+def _form(db: Session, project_id: int, instance: Instance, form: Form | None) -> Form:
+    if form is None:
+        form = queries.forms.get(db, project_id, instance.form_id)
+        if form is None:
+            raise Problems.not_found()
+    elif instance.form_id != form.xml_form_id:
+        raise Problems.form_id_mismatch(found=instance.form_id, expected=form.xml_form_id)
+    return form
+
+
+def _form_def(db: Session, form: Form, instance: Instance, draft: bool) -> FormDef:
+    if draft:
+        found = queries.forms.draft_def(db, form.id)
+        if found is None or found.version != instance.version:
+            raise Problems.version_unknown(version=instance.version)
+        return found
+    if form.state == "closed":
+        raise Problems.not_accepting()
+    found = queries.forms.published_def_by_version(db, form.id, instance.version)
+    if found is None:
+        raise Problems.version_unknown(version=instance.version)
+    return found
+
+
+def _derived_id(instance: Instance, xml_sha256: str) -> str:
+    if instance.encrypted:
+        raise Problems.submission_unparseable(
+            reason="an encrypted submission must carry meta/instanceID",
+            issue="instance.encrypted_without_id")
+    return f"sha256:{xml_sha256}"
+
+
+def _target(db: Session, form: Form, instance: Instance, envelope: Envelope
+            ) -> tuple[Submission, SubmissionDef | None]:
+    """The submission this instance belongs to: a new one, or for an edit the one whose
+    current version it deprecates."""
+    if not instance.deprecated_id:
+        return queries.submissions.insert_submission(db, Submission(
+            form_id=form.id, draft=envelope.draft, instance_id=instance.instance_id or "",
+            submitter_user_id=envelope.actor.user_id,
+            submitter_app_user_id=envelope.actor.app_user.id if envelope.actor.app_user
+            else None,
+            device_id=_clip(envelope.device_id, 255))), None
+    previous = queries.submissions.get_def_by_instance_id(db, form.id, envelope.draft,
+                                                          instance.deprecated_id)
+    if previous is None:
+        raise Problems.not_found()
+    submission = queries.submissions.get(db, previous.submission_id)
+    if submission is None or submission.deleted_at is not None:
+        raise Problems.submission_deleted()
+    if not previous.current:
+        raise Problems.not_current_version()
+    queries.submissions.retire_current(db, submission.id)
+    submission.review_state = "edited"
+    submission.updated_at = utcnow()
+    return submission, previous
+
+
+def _resend(db: Session, store: BlobStore, form: Form, existing: SubmissionDef,
+            xml_sha256: str, instance: Instance, schema: FormSchema,
+            files: Mapping[str, IncomingFile], envelope: Envelope,
+            max_file_bytes: int | None) -> IngestResult:
+    submission = queries.submissions.get(db, existing.submission_id)
+    assert submission is not None
+    if submission.deleted_at is not None:
+        _record_conflict(db, form, submission, envelope, "deleted")
+        raise Problems.submission_deleted()
+    if existing.xml_sha256 != xml_sha256:
+        _record_conflict(db, form, submission, envelope, "different_xml")
+        raise Problems.xml_conflict()
+    added = _attach(db, store, existing, files, max_file_bytes)
+    if added:
+        audit.record(db, envelope.actor, "submission.attachment.update",
+                     project_id=form.project_id, target=("submission", submission.id),
+                     details={"instanceId": existing.instance_id, "added": added})
+    return IngestResult(submission, existing, False, added)
+
+
+def _record_conflict(db: Session, form: Form, submission: Submission, envelope: Envelope,
+                     reason: str) -> None:
+    """Conflicts are audited even though the request fails: committed on their own."""
+    audit.record(db, envelope.actor, "submission.conflict", project_id=form.project_id,
+                 target=("submission", submission.id),
+                 details={"reason": reason, "deviceId": envelope.device_id})
+    db.commit()
+
+
+def _attach(db: Session, store: BlobStore, definition: SubmissionDef,
+            files: Mapping[str, IncomingFile], max_file_bytes: int | None) -> int:
+    """Store the files this version expects and still lacks; others are ignored."""
+    added = 0
+    for attachment, blob in queries.submissions.attachments(db, definition.id):
+        incoming = files.get(attachment.name)
+        if blob is not None or incoming is None:
+            continue
+        stored = store_blob(db, store, incoming.stream, content_type=incoming.content_type,
+                            max_bytes=max_file_bytes)
+        attachment.blob_id = stored.id
+        attachment.updated_at = utcnow()
+        added += 1
+    if added:
+        definition.attachments_present += added
+    definition.attachments_expected = len(queries.submissions.attachments(db, definition.id))
+    db.flush()
+    return added
+
+
+def _carry_attachments(db: Session, previous: SubmissionDef, definition: SubmissionDef) -> None:
+    """An edit keeps the files it still refers to (Collect doesn't resend them)."""
+    earlier = {a.name: a.blob_id for a, _ in queries.submissions.attachments(db, previous.id)
+               if a.blob_id is not None}
+    for attachment, _ in queries.submissions.attachments(db, definition.id):
+        if attachment.name in earlier:
+            attachment.blob_id = earlier[attachment.name]
+            definition.attachments_present += 1
+    db.flush()
+
+
+def _rows(form: Form, definition: SubmissionDef, instance: Instance,
+          schema: FormSchema) -> list[dict]:
+    try:
+        rows = flatten(instance, schema)
+    except InstanceInvalid as invalid:
+        raise Problems.submission_unparseable(reason=invalid.message,
+                                              issue=invalid.code) from None
+    return [{
+        "submission_def_id": definition.id, "form_id": form.id,
+        "table_path": row.table if row.table is not None else ROOT_TABLE,
+        "row_key": row.key, "parent_key": row.parent_key, "position": row.position,
+        "data": row.values, "extra": row.extra or None,
+    } for row in rows]
+
+
+def _clip(value: str | None, limit: int) -> str | None:
+    return value[:limit] if value else value
