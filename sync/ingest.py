@@ -28,7 +28,7 @@ from forms.schema import FormSchema
 from server import queries
 from server.auth.actor import Actor
 from server.db import utcnow
-from server.errors import Problems
+from server.errors import Problem, Problems
 from server.models import Form, FormDef, Submission, SubmissionDef
 from server.models.submissions import ROOT_TABLE
 from server.services import audit
@@ -116,11 +116,25 @@ def ingest_submission(db: Session, store: BlobStore, *, project_id: int, xml: by
 # -- steps ----------------------------------------------------------------------------------
 
 def _parse(xml: bytes) -> Instance:
+    """The XML is kept as text and flattened from the parsed tree, so both must read the
+    same: UTF-8 only (what Collect and Enketo send); another declared encoding only when
+    the bytes are ASCII."""
     try:
-        return parse_instance(xml)
+        xml.decode("utf-8")
+        instance = parse_instance(xml)
+    except UnicodeDecodeError:
+        raise _not_utf8() from None
     except InstanceInvalid as invalid:
         raise Problems.submission_unparseable(reason=invalid.message,
                                               issue=invalid.code) from None
+    declared = (instance.root.getroottree().docinfo.encoding or "UTF-8").upper()
+    if declared not in ("UTF-8", "UTF8") and not xml.isascii():
+        raise _not_utf8()
+    return instance
+
+
+def _not_utf8() -> Problem:
+    return Problems.submission_unparseable(reason="it is not UTF-8", issue="instance.not_utf8")
 
 
 def _form(db: Session, project_id: int, instance: Instance, form: Form | None) -> Form:

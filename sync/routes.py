@@ -243,8 +243,8 @@ def _read_multipart() -> tuple[bytes, dict[str, IncomingFile]]:
         raise Problems.multipart_unparseable()
     files, form = request.files, request.form
     if not files and not form:
-        raise (Problems.multipart_unparseable() if request.content_length
-               else Problems.missing_multipart(field=openrosa.XML_SUBMISSION_FILE))
+        # Werkzeug answers an empty, truncated or malformed body with an empty form.
+        raise Problems.multipart_unparseable()
     xml_parts = (files.getlist(openrosa.XML_SUBMISSION_FILE)
                  + form.getlist(openrosa.XML_SUBMISSION_FILE))
     if not xml_parts:
@@ -252,6 +252,11 @@ def _read_multipart() -> tuple[bytes, dict[str, IncomingFile]]:
     if len(xml_parts) > 1:
         raise Problems.ambiguous_submission()
     part = xml_parts[0]
+    if isinstance(part, str) and "\ufffd" in part:
+        # Werkzeug decodes a plain field with errors="replace": the bytes sent are lost, so
+        # refuse it as the same bytes in a file part would be refused (not UTF-8).
+        raise Problems.submission_unparseable(reason="it is not UTF-8",
+                                              issue="instance.not_utf8")
     xml = part.encode("utf-8") if isinstance(part, str) else part.stream.read(XML_PART_LIMIT + 1)
     if len(xml) > XML_PART_LIMIT:
         raise Problems.too_large(limit=XML_PART_LIMIT)
