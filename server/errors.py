@@ -80,6 +80,8 @@ class Problems:
     bad_request = _p(400.8, "The request could not be understood.")
     form_id_mismatch = _p(400.9, "The form ID in the uploaded form ({found}) does not match the "
                                  "form being updated ({expected}).")
+    expected_deprecation = _p(400.19, "This edit must carry meta/deprecatedID naming the "
+                                      "current version's instanceID.")
     submission_unparseable = _p(400.21, "The submission's XML could not be parsed: {reason}.")
     ambiguous_submission = _p(400.22, "The request carried more than one "
                                       "xml_submission_file; send exactly one.")

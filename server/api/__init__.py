@@ -5,9 +5,10 @@ from __future__ import annotations
 from flask import Flask
 from flask_smorest import Api
 
-from server.api import app_users, forms, projects, sessions, system, users
+from server.api import app_users, forms, projects, sessions, submissions, system, users
 
-BLUEPRINTS = (sessions.blp, users.blp, projects.blp, app_users.blp, forms.blp, system.blp)
+BLUEPRINTS = (sessions.blp, users.blp, projects.blp, app_users.blp, forms.blp, submissions.blp,
+              system.blp)
 
 OPENAPI_CONFIG = {
     "API_TITLE": "dodoso",
