@@ -76,7 +76,7 @@ def ingest_submission(db: Session, store: BlobStore, *, project_id: int, xml: by
     form_def = _form_def(db, form, instance, envelope.draft)
     if form_def.encryption_key and not instance.encrypted:
         raise Problems.encryption_required()
-    schema = FormSchema.from_json(form_def.schema)
+    schema = schema_of(form_def)
     xml_sha256 = hashlib.sha256(xml).hexdigest()
     instance_id = instance.instance_id or _derived_id(instance, xml_sha256)
     instance = dataclasses.replace(instance, instance_id=instance_id)
@@ -114,6 +114,22 @@ def ingest_submission(db: Session, store: BlobStore, *, project_id: int, xml: by
 
 
 # -- steps ----------------------------------------------------------------------------------
+
+_SCHEMAS: dict[tuple[int, str], FormSchema] = {}
+_SCHEMA_CACHE_SIZE = 256
+
+
+def schema_of(form_def: FormDef) -> FormSchema:
+    """The version's parsed schema, kept per process: a version's schema never changes,
+    and rebuilding a large form's schema costs milliseconds per submission."""
+    key = (form_def.id, form_def.xml_sha256)
+    schema = _SCHEMAS.get(key)
+    if schema is None:
+        if len(_SCHEMAS) >= _SCHEMA_CACHE_SIZE:  # oldest out; safe under worker threads
+            _SCHEMAS.pop(next(iter(_SCHEMAS), None), None)
+        schema = _SCHEMAS[key] = FormSchema.from_json(form_def.schema)
+    return schema
+
 
 def _parse(xml: bytes) -> Instance:
     """The XML is kept as text and flattened from the parsed tree, so both must read the
@@ -228,7 +244,8 @@ def _attach(db: Session, store: BlobStore, definition: SubmissionDef,
             files: Mapping[str, IncomingFile], max_file_bytes: int | None) -> int:
     """Store the files this version expects and still lacks; others are ignored."""
     added = 0
-    for attachment, blob in queries.submissions.attachments(db, definition.id):
+    expected = queries.submissions.attachments(db, definition.id)
+    for attachment, blob in expected:
         incoming = files.get(attachment.name)
         if blob is not None or incoming is None:
             continue
@@ -239,7 +256,7 @@ def _attach(db: Session, store: BlobStore, definition: SubmissionDef,
         added += 1
     if added:
         definition.attachments_present += added
-    definition.attachments_expected = len(queries.submissions.attachments(db, definition.id))
+    definition.attachments_expected = len(expected)
     db.flush()
     return added
 

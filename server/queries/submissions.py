@@ -106,8 +106,10 @@ def insert_attachments(db: Session, submission_def_id: int, names: Iterable[str]
 
 
 def insert_rows(db: Session, rows: list[dict[str, Any]]) -> None:
+    """One statement for all of a submission's rows (nulls rendered, so the root row and
+    the repeat rows share one parameter set)."""
     if rows:
-        db.execute(insert(SubmissionRow), rows)
+        db.execute(insert(SubmissionRow).execution_options(render_nulls=True), rows)
 
 
 def delete_drafts(db: Session, form_id: int) -> int:
