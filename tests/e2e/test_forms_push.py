@@ -6,39 +6,21 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from server.cli import DEMO_PROJECT_NAME
 from tests.e2e.test_demo_server import (
     COMMAND_TIMEOUT_SECONDS,
-    HOST,
     call,
-    demo_env,
     dodoso_script,
-    free_port,
-    printed,
-    run_dodoso,
-    stop,
-    wait_until_healthy,
 )
 from tests.forms_corpus import FORMS_DIR
+from tests.support.live import LiveServer, demo_server
 from tests.support.xlsx import md_to_xlsx
 
 
-@dataclass
-class Server:
-    base_url: str
-    workdir: Path
-    env: dict[str, str]
-    email: str
-    password: str
-    token: str
-    project_id: int
-    log: Path
-
+class Server(LiveServer):
     def get(self, path: str) -> tuple[int, object]:
         reply = call("GET", f"{self.base_url}/v1/projects/{self.project_id}/forms{path}",
                      token=self.token)
@@ -47,31 +29,8 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    workdir = tmp_path_factory.mktemp("forms-push")
-    port = free_port()
-    # ODK Validate is covered by the integration tests; here it would only add seconds.
-    env = {**demo_env(port), "DODOSO_ODK_VALIDATE": "off"}
-    run_dodoso(["db", "upgrade"], workdir, env)
-    demo = run_dodoso(["demo"], workdir, env)
-    log = workdir / "serve.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [str(dodoso_script()), "serve", "--host", HOST, "--port", str(port)],
-            cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=out,
-            stderr=subprocess.STDOUT)
-    try:
-        base_url = f"http://{HOST}:{port}"
-        wait_until_healthy(process, base_url, log)
-        email, password = printed("Site administrator", demo), printed("Password", demo)
-        login = call("POST", f"{base_url}/v1/sessions",
-                     body={"email": email, "password": password})
-        assert login.status == 200, login.body
-        token = login.body["token"]
-        projects = call("GET", f"{base_url}/v1/projects", token=token).body
-        project_id = next(p["id"] for p in projects if p["name"] == DEMO_PROJECT_NAME)
-        yield Server(base_url, workdir, env, email, password, token, project_id, log)
-    finally:
-        stop(process)
+    with demo_server(tmp_path_factory.mktemp("forms-push")) as live:
+        yield Server(**vars(live))
 
 
 def push(server: Server, path: Path, *args: str, auth: tuple[str, ...] | None = None,

@@ -5,29 +5,18 @@ chunked), lists them and reads them back, as it would against ODK Central."""
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
 from pyodk.client import Client
 
-from server.cli import DEMO_PROJECT_NAME
 from tests.e2e.test_demo_server import (
-    HOST,
     REQUEST_TIMEOUT_SECONDS,
-    call,
-    demo_env,
-    dodoso_script,
-    free_port,
-    printed,
-    run_dodoso,
-    stop,
-    wait_until_healthy,
 )
+from tests.support.live import LiveServer, demo_server
 from tests.support.xlsx import XLSX, md_to_xlsx
 
 FORM_ID = "pyodk_check"
@@ -43,51 +32,21 @@ SURVEY = f"""
 PHOTO = b"\xff\xd8\xff\xe0" + b"not really a jpeg " * 2000  # > pyodk's 16 KB chunks
 
 
-@dataclass
-class Server:
-    base_url: str
-    email: str
-    password: str
-    project_id: int
-    log: Path
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    workdir = tmp_path_factory.mktemp("pyodk")
-    port = free_port()
-    env = {**demo_env(port), "DODOSO_ODK_VALIDATE": "off"}
-    run_dodoso(["db", "upgrade"], workdir, env)
-    demo = run_dodoso(["demo"], workdir, env)
-    log = workdir / "serve.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [str(dodoso_script()), "serve", "--host", HOST, "--port", str(port)],
-            cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=out,
-            stderr=subprocess.STDOUT)
-    try:
-        base_url = f"http://{HOST}:{port}"
-        wait_until_healthy(process, base_url, log)
-        email, password = printed("Site administrator", demo), printed("Password", demo)
-        login = call("POST", f"{base_url}/v1/sessions",
-                     body={"email": email, "password": password})
-        assert login.status == 200, login.body
-        token = login.body["token"]
-        projects = call("GET", f"{base_url}/v1/projects", token=token).body
-        project_id = next(p["id"] for p in projects if p["name"] == DEMO_PROJECT_NAME)
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    with demo_server(tmp_path_factory.mktemp("pyodk")) as live:
         published = requests.post(
-            f"{base_url}/v1/projects/{project_id}/forms?publish=true&ignoreWarnings=true",
+            f"{live.base_url}/v1/projects/{live.project_id}/forms"
+            "?publish=true&ignoreWarnings=true",
             data=md_to_xlsx(SURVEY), timeout=REQUEST_TIMEOUT_SECONDS,
-            headers={"Authorization": f"Bearer {token}", "Content-Type": XLSX},
+            headers={"Authorization": f"Bearer {live.token}", "Content-Type": XLSX},
             proxies={"http": "", "https": ""})
         assert published.status_code == 200, published.text
-        yield Server(base_url, email, password, project_id, log)
-    finally:
-        stop(process)
+        yield live
 
 
 @pytest.fixture
-def client(server: Server, tmp_path: Path):
+def client(server: LiveServer, tmp_path: Path):
     """A pyodk Client configured the documented way: a TOML file and a token cache."""
     config = tmp_path / "pyodk_config.toml"
     config.write_text(

@@ -27,7 +27,7 @@ from typing import IO
 import pytest
 import requests
 from lxml import etree
-from sqlalchemy import event, func, select, text
+from sqlalchemy import event, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -36,7 +36,6 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from server import migrate
 from server.app import create_app
 from server.auth.actor import SYSTEM, Actor
-from server.db import create_db_engine
 from server.errors import Problems, _ProblemType
 from server.models import (
     AuditEvent,
@@ -61,6 +60,7 @@ from tests.integration.test_openrosa_hostile import (
     survey,
     xml_part,
 )
+from tests.support.scratch import scratch_postgres_database
 from tests.support.xlsx import XLSX, md_to_xlsx
 
 CLIENTS = 10
@@ -98,20 +98,8 @@ def scratch_database_url(backend: str, tmp: Path) -> Iterator[str]:
     base_url = os.environ.get(TEST_DATABASE_URL_VAR)
     if not base_url or make_url(base_url).get_backend_name() != "postgresql":
         pytest.skip(f"PostgreSQL not configured: set {TEST_DATABASE_URL_VAR}=postgresql://…")
-    name = f"dodoso_conc_{secrets.token_hex(6)}"
-    admin = create_db_engine(Settings(env="test", database_url=base_url,
-                                      blob_store=str(tmp / "unused")),
-                             isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            yield make_url(base_url).set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
+    with scratch_postgres_database(base_url, tmp, prefix="dodoso_conc") as url:
+        yield url
 
 
 @dataclass

@@ -8,7 +8,6 @@ database the rest of the suite uses.
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -30,6 +29,7 @@ from server.db import Base, check_sqlite_durability, create_db_engine
 from server.models import AppUser, Project
 from server.settings import Settings
 from tests.conftest import TEST_DATABASE_URL_VAR
+from tests.support.scratch import scratch_postgres_database
 
 ALEMBIC_VERSION = "alembic_version"
 BACKENDS = ["sqlite", "postgresql"]
@@ -46,24 +46,6 @@ def scratch_settings_for(database_url: str, tmp_path: Path) -> Settings:
     return Settings(env="test", database_url=database_url, blob_store=str(tmp_path / "blobs"))
 
 
-@contextmanager
-def scratch_postgres_database(base_url: str, tmp_path: Path) -> Iterator[str]:
-    """Create a throwaway database on the configured server; drop it however the test ends."""
-    name = f"dodoso_migrations_{secrets.token_hex(6)}"
-    admin = create_db_engine(scratch_settings_for(base_url, tmp_path),
-                             isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            yield make_url(base_url).set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
-
-
 @pytest.fixture
 def sqlite_settings(tmp_path: Path) -> Settings:
     return scratch_settings_for(f"sqlite:///{tmp_path / 'migrations.db'}", tmp_path)
@@ -74,7 +56,7 @@ def postgresql_settings(tmp_path: Path) -> Iterator[Settings]:
     base_url = configured_postgres_url()
     if base_url is None:
         pytest.skip(f"PostgreSQL not configured: set {TEST_DATABASE_URL_VAR}=postgresql://…")
-    with scratch_postgres_database(base_url, tmp_path) as url:
+    with scratch_postgres_database(base_url, tmp_path, prefix="dodoso_migrations") as url:
         yield scratch_settings_for(url, tmp_path)
 
 
