@@ -22,7 +22,7 @@ from server.api.schemas import (
     SuccessSchema,
 )
 from server.auth import roles
-from server.auth.access import load_project
+from server.auth.access import load_form, load_project
 from server.errors import Problems
 from server.models import Form, FormDef
 from server.services import collect_setup
@@ -42,11 +42,7 @@ def _ctx() -> svc.FormsContext:
 
 
 def _form(project_id: int, xml_form_id: str, verb: str) -> Form:
-    project = load_project(web.db(), web.actor(), project_id, verb)
-    form = queries.forms.get(web.db(), project.id, xml_form_id)
-    if form is None:
-        raise Problems.not_found()
-    return form
+    return load_form(web.db(), web.actor(), project_id, xml_form_id, verb)
 
 
 def _draft(form: Form) -> FormDef:

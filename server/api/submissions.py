@@ -22,7 +22,7 @@ from server.api.schemas import (
     SuccessSchema,
 )
 from server.auth import roles
-from server.auth.access import load_project
+from server.auth.access import load_form
 from server.errors import Problems
 from server.models import Form, SubmissionDef
 from server.queries.submissions import SubmissionListing, VersionListing
@@ -43,11 +43,7 @@ XML_CONTENT_TYPE = "application/xml"
 # -- loading, with access checks ------------------------------------------------------------
 
 def _form(project_id: int, xml_form_id: str, verb: str) -> Form:
-    project = load_project(web.db(), web.actor(), project_id, verb)
-    form = queries.forms.get(web.db(), project.id, xml_form_id)
-    if form is None:
-        raise Problems.not_found()
-    return form
+    return load_form(web.db(), web.actor(), project_id, xml_form_id, verb)
 
 
 def _listing(form: Form, instance_id: str) -> SubmissionListing:

@@ -8,7 +8,7 @@ from server import queries
 from server.auth.actor import Actor
 from server.auth.roles import SITE_ONLY_VERBS, verbs_for
 from server.errors import Problems
-from server.models import Project
+from server.models import Form, Project
 
 
 def require_authenticated(actor: Actor) -> None:
@@ -46,3 +46,12 @@ def load_project(db: Session, actor: Actor, project_id: int, verb: str) -> Proje
     if verb not in verbs:
         raise Problems.forbidden()
     return project
+
+
+def load_form(db: Session, actor: Actor, project_id: int, xml_form_id: str, verb: str) -> Form:
+    """A form of a project the actor may see (else 404), with ``verb`` on it (else 403)."""
+    project = load_project(db, actor, project_id, verb)
+    form = queries.forms.get(db, project.id, xml_form_id)
+    if form is None:
+        raise Problems.not_found()
+    return form

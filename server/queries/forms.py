@@ -34,15 +34,19 @@ def shown_def(db: Session, form_id: int) -> FormDef | None:
     return current_def(db, form_id) or draft_def(db, form_id)
 
 
+def _latest_published_id():
+    """Correlated: the id of the enclosing form's current published version."""
+    return (select(FormDef.id).where(FormDef.form_id == Form.id,
+                                     FormDef.published_at.is_not(None))
+            .order_by(FormDef.published_at.desc(), FormDef.id.desc()).limit(1)
+            .correlate(Form).scalar_subquery())
+
+
 def _shown_def_id():
-    latest = (select(FormDef.id).where(FormDef.form_id == Form.id,
-                                       FormDef.published_at.is_not(None))
-              .order_by(FormDef.published_at.desc(), FormDef.id.desc()).limit(1)
-              .correlate(Form).scalar_subquery())
     draft = (select(FormDef.id).where(FormDef.form_id == Form.id,
                                       FormDef.published_at.is_(None))
              .correlate(Form).scalar_subquery())
-    return func.coalesce(latest, draft)
+    return func.coalesce(_latest_published_id(), draft)
 
 
 def insert(db: Session, form: Form) -> Form:
@@ -107,12 +111,8 @@ def delete_def(db: Session, form_def: FormDef) -> None:
 
 def list_offered(db: Session, project_id: int) -> list[tuple[Form, FormDef]]:
     """The forms Collect is offered: open, not deleted, with a published version."""
-    latest = (select(FormDef.id).where(FormDef.form_id == Form.id,
-                                       FormDef.published_at.is_not(None))
-              .order_by(FormDef.published_at.desc(), FormDef.id.desc()).limit(1)
-              .correlate(Form).scalar_subquery())
     rows = db.execute(
-        select(Form, FormDef).join(FormDef, FormDef.id == latest)
+        select(Form, FormDef).join(FormDef, FormDef.id == _latest_published_id())
         .where(Form.project_id == project_id, Form.deleted_at.is_(None), Form.state == "open")
         .order_by(Form.xml_form_id)
     ).all()
