@@ -38,7 +38,11 @@ def database_url_for_tests(tmp_dir: Path) -> str:
 
 
 def reset_postgres(engine: Engine) -> None:
+    """Start from an empty schema. Connections an earlier, killed run left behind would hold
+    locks on it, so they are ended first."""
     with engine.begin() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
         conn.execute(text("DROP SCHEMA public CASCADE"))
         conn.execute(text("CREATE SCHEMA public"))
 
