@@ -18,6 +18,7 @@ from server.api.schemas import (
 from server.auth import roles
 from server.auth.access import load_project
 from server.errors import Problems
+from server.models import AppUser, Project
 from server.services import app_users as svc
 from server.services import collect_setup
 
@@ -43,17 +44,22 @@ class AppUsers(MethodView):
         return svc.create_app_user(web.db(), actor, project, display_name=body["display_name"])
 
 
+def _app_user(project_id: int, app_user_id: int, verb: str) -> tuple[Project, AppUser]:
+    """The project (checked for ``verb``) and one of its app users, or 404."""
+    project = load_project(web.db(), web.actor(), project_id, verb)
+    app_user = queries.app_users.get(web.db(), project.id, app_user_id)
+    if app_user is None:
+        raise Problems.not_found()
+    return project, app_user
+
+
 @blp.route("/<int:app_user_id>")
 class AppUserById(MethodView):
     @blp.response(200, SuccessSchema)
     def delete(self, project_id, app_user_id):
         """Revoke an app user: its devices can no longer sync."""
-        actor = web.actor()
-        project = load_project(web.db(), actor, project_id, roles.APP_USER_DELETE)
-        app_user = queries.app_users.get(web.db(), project.id, app_user_id)
-        if app_user is None:
-            raise Problems.not_found()
-        svc.revoke_app_user(web.db(), actor, app_user)
+        _, app_user = _app_user(project_id, app_user_id, roles.APP_USER_DELETE)
+        svc.revoke_app_user(web.db(), web.actor(), app_user)
         return {"success": True}
 
 
@@ -62,12 +68,8 @@ class AppUserToken(MethodView):
     @blp.response(200, NewAppUserSchema)
     def post(self, project_id, app_user_id):
         """Issue a new token (for a lost QR code); the old one stops working at once."""
-        actor = web.actor()
-        project = load_project(web.db(), actor, project_id, roles.APP_USER_CREATE)
-        app_user = queries.app_users.get(web.db(), project.id, app_user_id)
-        if app_user is None:
-            raise Problems.not_found()
-        return svc.rotate_token(web.db(), actor, app_user)
+        _, app_user = _app_user(project_id, app_user_id, roles.APP_USER_CREATE)
+        return svc.rotate_token(web.db(), web.actor(), app_user)
 
 
 @blp.route("/<int:app_user_id>/qr")
@@ -76,9 +78,8 @@ class AppUserQr(MethodView):
     def post(self, body, project_id, app_user_id):
         """The QR code that sets up ODK Collect for this app user, as PNG or SVG. Only the
         token's hash is stored, so the token (from creation or rotation) is sent here."""
-        project = load_project(web.db(), web.actor(), project_id, roles.APP_USER_CREATE)
-        app_user = queries.app_users.get(web.db(), project.id, app_user_id)
-        if app_user is None or app_user.revoked_at is not None:
+        project, app_user = _app_user(project_id, app_user_id, roles.APP_USER_CREATE)
+        if app_user.revoked_at is not None:
             raise Problems.not_found()
         if not svc.holds_token(app_user, body["token"]):
             raise Problems.invalid_parameter(field="token", reason="not this app user's token")
