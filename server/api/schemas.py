@@ -8,6 +8,8 @@ from marshmallow import fields, validate
 from server.auth.passwords import MAX_PASSWORD_LENGTH
 from server.models.forms import FORM_STATES
 from server.models.projects import AppUser
+from server.models.submissions import REVIEW_STATES
+from server.queries.filters import SubmissionFilter
 
 
 def _camel(name: str) -> str:
@@ -373,3 +375,32 @@ class SubmissionListArgs(ApiSchema):
 
     limit = fields.Integer(load_default=None, validate=validate.Range(min=0))
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+
+
+class SubmissionFilterArgs(ApiSchema):
+    """Query arguments that select submissions, shared by exports, bulk review and feeds.
+    Lists repeat the argument (``?reviewState=approved&reviewState=hasIssues``)."""
+
+    class Meta(ApiSchema.Meta):
+        unknown = ma.EXCLUDE  # the routes using it take their own arguments too
+
+    submitted_from = fields.AwareDateTime(load_default=None)
+    submitted_to = fields.AwareDateTime(load_default=None)
+    submitter_id = fields.List(fields.Integer(strict=False), load_default=list)
+    app_user_id = fields.List(fields.Integer(strict=False), load_default=list)
+    device_id = fields.List(fields.String(validate=validate.Length(max=255)), load_default=list)
+    review_state = fields.List(fields.String(validate=validate.OneOf(REVIEW_STATES)),
+                               load_default=list)
+    form_version = fields.List(fields.String(validate=validate.Length(max=255)),
+                               load_default=list)
+    include_history = fields.Boolean(load_default=False)
+
+    @ma.post_load
+    def _to_filter(self, data: dict, **_kw: object) -> SubmissionFilter:
+        return SubmissionFilter(
+            submitted_from=data["submitted_from"], submitted_to=data["submitted_to"],
+            submitter_user_ids=tuple(data["submitter_id"]),
+            submitter_app_user_ids=tuple(data["app_user_id"]),
+            device_ids=tuple(data["device_id"]), review_states=tuple(data["review_state"]),
+            form_versions=tuple(data["form_version"]),
+            include_history=data["include_history"])

@@ -3,9 +3,11 @@
 from server.models.accounts import AuthToken, LoginFailure, User
 from server.models.audit import AuditEvent
 from server.models.blobs import Blob
+from server.models.exports import Export
 from server.models.forms import Form, FormAssignment, FormAttachment, FormDef
 from server.models.jobs import Job
 from server.models.projects import AppUser, Project, ProjectRole
+from server.models.review import SubmissionComment
 from server.models.submissions import (
     Submission,
     SubmissionAttachment,
@@ -14,8 +16,7 @@ from server.models.submissions import (
 )
 
 __all__ = [
-    "AppUser", "AuditEvent", "AuthToken", "Blob", "Form", "FormAssignment", "FormAttachment",
-    "FormDef", "Job",
-    "LoginFailure", "Project", "ProjectRole", "Submission", "SubmissionAttachment",
-    "SubmissionDef", "SubmissionRow", "User",
+    "AppUser", "AuditEvent", "AuthToken", "Blob", "Export", "Form", "FormAssignment",
+    "FormAttachment", "FormDef", "Job", "LoginFailure", "Project", "ProjectRole", "Submission",
+    "SubmissionAttachment", "SubmissionComment", "SubmissionDef", "SubmissionRow", "User",
 ]
