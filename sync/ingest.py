@@ -1,8 +1,10 @@
 """Ingesting one submission: every acknowledged interview stored exactly once.
 
 One transaction per request (committed by the request boundary, after which — and only
-after which — the client is answered 201). Files go to the blob store before the rows that
-refer to them are flushed, so a committed row always has its bytes.
+after which — the client is answered 201). Files go to the blob store before the attachment
+rows that refer to them are written, so a committed row always has its bytes. The common
+case (a new submission) reads once and writes one statement per table; edits and resends
+take the ORM's slower, more general path.
 
 - new instanceID → a new submission, its XML kept and flattened into rows;
 - same instanceID, byte-identical XML → the attachments this request brings are added
@@ -20,7 +22,7 @@ import dataclasses
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from sqlalchemy.orm import Session
 
@@ -29,8 +31,9 @@ from server import queries
 from server.auth.actor import Actor
 from server.db import utcnow
 from server.errors import Problem, Problems
-from server.models import Form, FormDef, Submission, SubmissionDef
+from server.models import Form, Submission, SubmissionDef
 from server.models.submissions import ROOT_TABLE
+from server.queries.ingest import FormRef, Target, VersionRef
 from server.services import audit
 from server.services.blobs import store_blob
 from server.storage import BlobStore
@@ -56,9 +59,17 @@ class Envelope:
 
 
 @dataclass(frozen=True)
+class StoredRef:
+    id: int
+    instance_id: str
+
+
+@dataclass(frozen=True)
 class IngestResult:
-    submission: Submission
-    definition: SubmissionDef
+    submission: StoredRef
+    """The logical submission (its instanceID is the first version's)."""
+    definition: StoredRef
+    """The version this request stored, or found already stored."""
     created: bool
     attachments_added: int
 
@@ -66,51 +77,131 @@ class IngestResult:
 def ingest_submission(db: Session, store: BlobStore, *, project_id: int, xml: bytes,
                       files: Mapping[str, IncomingFile], envelope: Envelope,
                       form: Form | None = None, max_file_bytes: int | None = None,
-                      authorize: Callable[[Form], None] | None = None) -> IngestResult:
+                      authorize: Callable[[FormRef], None] | None = None) -> IngestResult:
     """``authorize`` is called with the form the submission names, before anything is
     stored (app users may only submit to forms assigned to them)."""
     instance = _parse(xml)
-    form = _form(db, project_id, instance, form)
+    if form is not None and instance.form_id != form.xml_form_id:
+        raise Problems.form_id_mismatch(found=instance.form_id, expected=form.xml_form_id)
+    xml_sha256 = hashlib.sha256(xml).hexdigest()
+    instance_id = instance.instance_id or f"sha256:{xml_sha256}"
+    found = queries.ingest.target(
+        db, project_id=form.project_id if form is not None else project_id,
+        xml_form_id=instance.form_id, version=instance.version, draft=envelope.draft,
+        instance_id=instance_id,
+        app_user_id=envelope.actor.app_user.id if envelope.actor.app_user else None)
+    if found is None:
+        raise Problems.not_found()
     if authorize is not None:
-        authorize(form)
-    form_def = _form_def(db, form, instance, envelope.draft)
+        authorize(found.form)
+    form_def = _form_def(found, instance, envelope.draft)
     if form_def.encryption_key and not instance.encrypted:
         raise Problems.encryption_required()
-    schema = schema_of(form_def)
-    xml_sha256 = hashlib.sha256(xml).hexdigest()
-    instance_id = instance.instance_id or _derived_id(instance, xml_sha256)
+    schema = schema_of(db, form_def)
+    if not instance.instance_id:
+        _check_derivable(instance)
     instance = dataclasses.replace(instance, instance_id=instance_id)
 
-    existing = queries.submissions.get_def_by_instance_id(db, form.id, envelope.draft,
-                                                          instance_id)
-    if existing is not None:
-        return _resend(db, store, form, existing, xml_sha256, instance, schema, files,
-                       envelope, max_file_bytes)
+    if found.existing_def_id is not None:
+        existing = db.get(SubmissionDef, found.existing_def_id)
+        assert existing is not None
+        return _resend(db, store, found.form, existing, xml_sha256, files, envelope,
+                       max_file_bytes)
+    if instance.deprecated_id:
+        return _edit(db, store, found.form, form_def, instance, xml, xml_sha256, schema,
+                     files, envelope, max_file_bytes)
+    return _create(db, store, found.form, form_def, instance, xml, xml_sha256, schema, files,
+                   envelope, max_file_bytes)
 
-    submission, previous = _target(db, form, instance, envelope)
-    definition = queries.submissions.insert_def(db, SubmissionDef(
-        submission_id=submission.id, form_id=form.id, draft=envelope.draft,
-        form_def_id=form_def.id, instance_id=instance_id,
-        deprecated_id=instance.deprecated_id, instance_name=_clip(instance.instance_name, 1000),
-        xml=xml.decode("utf-8"), xml_sha256=xml_sha256, encrypted=instance.encrypted,
-        submitter_user_id=envelope.actor.user_id,
-        submitter_app_user_id=envelope.actor.app_user.id if envelope.actor.app_user else None,
-        device_id=_clip(envelope.device_id, 255), user_agent=_clip(envelope.user_agent, 512),
-    ))
+
+def _create(db: Session, store: BlobStore, form: FormRef, form_def: VersionRef,
+            instance: Instance, xml: bytes, xml_sha256: str, schema: FormSchema,
+            files: Mapping[str, IncomingFile], envelope: Envelope,
+            max_file_bytes: int | None) -> IngestResult:
+    """A new submission, written with one statement per table. The submission row goes
+    first: a request racing another with the same instanceID stops there (the unique key
+    waits for the other transaction), before it has stored any bytes. The files are stored
+    before the attachment rows that refer to them."""
+    assert instance.instance_id is not None
     expected = referenced_files(instance, schema)
-    queries.submissions.insert_attachments(db, definition.id, expected)
-    if previous is not None:
-        _carry_attachments(db, previous, definition)
+    arriving = [name for name in expected if name in files]
+    app_user_id = envelope.actor.app_user.id if envelope.actor.app_user else None
+    device_id = _clip(envelope.device_id, 255)
+    submission_id = queries.ingest.insert_submission(db, {
+        "form_id": form.id, "draft": envelope.draft, "instance_id": instance.instance_id,
+        "submitter_user_id": envelope.actor.user_id, "submitter_app_user_id": app_user_id,
+        "device_id": device_id})
+    def_id = queries.ingest.insert_def(db, {
+        **_def_values(form, form_def, instance, xml, xml_sha256, envelope),
+        "submission_id": submission_id,
+        "attachments_expected": len(expected), "attachments_present": len(arriving)})
+    blobs = _store_files(db, store, arriving, files, max_file_bytes)
+    queries.ingest.insert_attachments(db, [
+        {"submission_def_id": def_id, "name": name, "blob_id": blobs.get(name),
+         "updated_at": utcnow() if name in blobs else None} for name in expected])
+    if not instance.encrypted:
+        queries.ingest.insert_rows(db, _rows(form, def_id, instance, schema))
+    _audit_stored(db, envelope, "submission.create", form, form_def, submission_id,
+                  instance.instance_id)
+    ref = StoredRef(submission_id, instance.instance_id)
+    return IngestResult(ref, ref, True, len(blobs))
+
+
+def _edit(db: Session, store: BlobStore, form: FormRef, form_def: VersionRef,
+          instance: Instance, xml: bytes, xml_sha256: str, schema: FormSchema,
+          files: Mapping[str, IncomingFile], envelope: Envelope,
+          max_file_bytes: int | None) -> IngestResult:
+    """A new version of the submission whose current version it deprecates."""
+    assert instance.instance_id is not None and instance.deprecated_id is not None
+    previous = queries.submissions.get_def_by_instance_id(db, form.id, envelope.draft,
+                                                          instance.deprecated_id)
+    if previous is None:
+        raise Problems.not_found()
+    submission = queries.submissions.get(db, previous.submission_id)
+    if submission is None or submission.deleted_at is not None:
+        raise Problems.submission_deleted()
+    if not previous.current:
+        raise Problems.not_current_version()
+    queries.submissions.retire_current(db, submission.id)
+    submission.review_state = "edited"
+    submission.updated_at = utcnow()
+    definition = queries.submissions.insert_def(db, SubmissionDef(
+        **_def_values(form, form_def, instance, xml, xml_sha256, envelope),
+        submission_id=submission.id))
+    queries.submissions.insert_attachments(db, definition.id,
+                                           referenced_files(instance, schema))
+    _carry_attachments(db, previous, definition)
     added = _attach(db, store, definition, files, max_file_bytes)
     if not instance.encrypted:
-        queries.submissions.insert_rows(db, _rows(form, definition, instance, schema))
-    action = "submission.update" if previous is not None else "submission.create"
+        queries.ingest.insert_rows(db, _rows(form, definition.id, instance, schema))
+    _audit_stored(db, envelope, "submission.update", form, form_def, submission.id,
+                  instance.instance_id)
+    return IngestResult(StoredRef(submission.id, submission.instance_id),
+                        StoredRef(definition.id, definition.instance_id), True, added)
+
+
+def _def_values(form: FormRef, form_def: VersionRef, instance: Instance, xml: bytes,
+                xml_sha256: str, envelope: Envelope) -> dict[str, Any]:
+    return {
+        "form_id": form.id, "draft": envelope.draft, "form_def_id": form_def.id,
+        "instance_id": instance.instance_id, "deprecated_id": instance.deprecated_id,
+        "instance_name": _clip(instance.instance_name, 1000), "xml": xml.decode("utf-8"),
+        "xml_sha256": xml_sha256, "encrypted": instance.encrypted,
+        "submitter_user_id": envelope.actor.user_id,
+        "submitter_app_user_id": envelope.actor.app_user.id if envelope.actor.app_user
+        else None,
+        "device_id": _clip(envelope.device_id, 255),
+        "user_agent": _clip(envelope.user_agent, 512),
+    }
+
+
+def _audit_stored(db: Session, envelope: Envelope, action: str, form: FormRef,
+                  form_def: VersionRef, submission_id: int, instance_id: str) -> None:
     audit.record(db, envelope.actor, action, project_id=form.project_id,
-                 target=("submission", submission.id),
+                 target=("submission", submission_id),
                  details={"instanceId": instance_id, "formId": form.xml_form_id,
                           "version": form_def.version, "deviceId": envelope.device_id,
                           "draft": envelope.draft})
-    return IngestResult(submission, definition, True, added)
 
 
 # -- steps ----------------------------------------------------------------------------------
@@ -119,15 +210,17 @@ _SCHEMAS: dict[tuple[int, str], FormSchema] = {}
 _SCHEMA_CACHE_SIZE = 256
 
 
-def schema_of(form_def: FormDef) -> FormSchema:
-    """The version's parsed schema, kept per process: a version's schema never changes,
-    and rebuilding a large form's schema costs milliseconds per submission."""
+def schema_of(db: Session, form_def: VersionRef) -> FormSchema:
+    """The version's parsed schema, kept per process: a version's schema never changes (the
+    key includes its XForm's hash), and reading and rebuilding a large form's schema costs
+    milliseconds per submission."""
     key = (form_def.id, form_def.xml_sha256)
     schema = _SCHEMAS.get(key)
     if schema is None:
         if len(_SCHEMAS) >= _SCHEMA_CACHE_SIZE:  # oldest out; safe under worker threads
             _SCHEMAS.pop(next(iter(_SCHEMAS), None), None)
-        schema = _SCHEMAS[key] = FormSchema.from_json(form_def.schema)
+        schema = _SCHEMAS[key] = FormSchema.from_json(
+            queries.ingest.version_schema(db, form_def.id))
     return schema
 
 
@@ -153,67 +246,30 @@ def _not_utf8() -> Problem:
     return Problems.submission_unparseable(reason="it is not UTF-8", issue="instance.not_utf8")
 
 
-def _form(db: Session, project_id: int, instance: Instance, form: Form | None) -> Form:
-    if form is None:
-        form = queries.forms.get(db, project_id, instance.form_id)
-        if form is None:
-            raise Problems.not_found()
-    elif instance.form_id != form.xml_form_id:
-        raise Problems.form_id_mismatch(found=instance.form_id, expected=form.xml_form_id)
-    return form
-
-
-def _form_def(db: Session, form: Form, instance: Instance, draft: bool) -> FormDef:
+def _form_def(found: Target, instance: Instance, draft: bool) -> VersionRef:
+    version = found.version
     if draft:
-        found = queries.forms.draft_def(db, form.id)
-        if found is None or found.version != instance.version:
+        if version is None or version.version != instance.version:
             raise Problems.version_unknown(version=instance.version)
-        return found
-    if form.state == "closed":
+        return version
+    if found.form.state == "closed":
         raise Problems.not_accepting()
-    found = queries.forms.published_def_by_version(db, form.id, instance.version)
-    if found is None:
+    if version is None:
         raise Problems.version_unknown(version=instance.version)
-    return found
+    return version
 
 
-def _derived_id(instance: Instance, xml_sha256: str) -> str:
+def _check_derivable(instance: Instance) -> None:
+    """Without an instanceID, a submission is known by its XML's hash; an encrypted one
+    cannot be (it could never be decrypted)."""
     if instance.encrypted:
         raise Problems.submission_unparseable(
             reason="an encrypted submission must carry meta/instanceID",
             issue="instance.encrypted_without_id")
-    return f"sha256:{xml_sha256}"
 
 
-def _target(db: Session, form: Form, instance: Instance, envelope: Envelope
-            ) -> tuple[Submission, SubmissionDef | None]:
-    """The submission this instance belongs to: a new one, or for an edit the one whose
-    current version it deprecates."""
-    if not instance.deprecated_id:
-        return queries.submissions.insert_submission(db, Submission(
-            form_id=form.id, draft=envelope.draft, instance_id=instance.instance_id or "",
-            submitter_user_id=envelope.actor.user_id,
-            submitter_app_user_id=envelope.actor.app_user.id if envelope.actor.app_user
-            else None,
-            device_id=_clip(envelope.device_id, 255))), None
-    previous = queries.submissions.get_def_by_instance_id(db, form.id, envelope.draft,
-                                                          instance.deprecated_id)
-    if previous is None:
-        raise Problems.not_found()
-    submission = queries.submissions.get(db, previous.submission_id)
-    if submission is None or submission.deleted_at is not None:
-        raise Problems.submission_deleted()
-    if not previous.current:
-        raise Problems.not_current_version()
-    queries.submissions.retire_current(db, submission.id)
-    submission.review_state = "edited"
-    submission.updated_at = utcnow()
-    return submission, previous
-
-
-def _resend(db: Session, store: BlobStore, form: Form, existing: SubmissionDef,
-            xml_sha256: str, instance: Instance, schema: FormSchema,
-            files: Mapping[str, IncomingFile], envelope: Envelope,
+def _resend(db: Session, store: BlobStore, form: FormRef, existing: SubmissionDef,
+            xml_sha256: str, files: Mapping[str, IncomingFile], envelope: Envelope,
             max_file_bytes: int | None) -> IngestResult:
     submission = queries.submissions.get(db, existing.submission_id)
     assert submission is not None
@@ -228,10 +284,11 @@ def _resend(db: Session, store: BlobStore, form: Form, existing: SubmissionDef,
         audit.record(db, envelope.actor, "submission.attachment.update",
                      project_id=form.project_id, target=("submission", submission.id),
                      details={"instanceId": existing.instance_id, "added": added})
-    return IngestResult(submission, existing, False, added)
+    return IngestResult(StoredRef(submission.id, submission.instance_id),
+                        StoredRef(existing.id, existing.instance_id), False, added)
 
 
-def _record_conflict(db: Session, form: Form, submission: Submission, envelope: Envelope,
+def _record_conflict(db: Session, form: FormRef, submission: Submission, envelope: Envelope,
                      reason: str) -> None:
     """Conflicts are audited even though the request fails: committed on their own."""
     audit.record(db, envelope.actor, "submission.conflict", project_id=form.project_id,
@@ -261,6 +318,15 @@ def _attach(db: Session, store: BlobStore, definition: SubmissionDef,
     return added
 
 
+def _store_files(db: Session, store: BlobStore, names: list[str],
+                 files: Mapping[str, IncomingFile], max_file_bytes: int | None
+                 ) -> dict[str, int]:
+    """Store these files of the request: name → blob id."""
+    return {name: store_blob(db, store, files[name].stream,
+                             content_type=files[name].content_type,
+                             max_bytes=max_file_bytes).id for name in names}
+
+
 def _carry_attachments(db: Session, previous: SubmissionDef, definition: SubmissionDef) -> None:
     """An edit keeps the files it still refers to (Collect doesn't resend them)."""
     earlier = {a.name: a.blob_id for a, _ in queries.submissions.attachments(db, previous.id)
@@ -272,15 +338,14 @@ def _carry_attachments(db: Session, previous: SubmissionDef, definition: Submiss
     db.flush()
 
 
-def _rows(form: Form, definition: SubmissionDef, instance: Instance,
-          schema: FormSchema) -> list[dict]:
+def _rows(form: FormRef, def_id: int, instance: Instance, schema: FormSchema) -> list[dict]:
     try:
         rows = flatten(instance, schema)
     except InstanceInvalid as invalid:
         raise Problems.submission_unparseable(reason=invalid.message,
                                               issue=invalid.code) from None
     return [{
-        "submission_def_id": definition.id, "form_id": form.id,
+        "submission_def_id": def_id, "form_id": form.id,
         "table_path": row.table if row.table is not None else ROOT_TABLE,
         "row_key": row.key, "parent_key": row.parent_key, "position": row.position,
         "data": row.values, "extra": row.extra or None,

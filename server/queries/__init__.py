@@ -4,7 +4,9 @@ from server.queries import (
     app_users,
     audit,
     blobs,
+    filters,
     forms,
+    ingest,
     jobs,
     projects,
     submissions,
@@ -12,5 +14,5 @@ from server.queries import (
     users,
 )
 
-__all__ = ["app_users", "audit", "blobs", "forms", "jobs", "projects", "submissions", "tokens",
-           "users"]
+__all__ = ["app_users", "audit", "blobs", "filters", "forms", "ingest", "jobs", "projects",
+           "submissions", "tokens", "users"]

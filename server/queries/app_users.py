@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from server.models import AppUser, Project
@@ -11,12 +11,15 @@ def get(db: Session, project_id: int, app_user_id: int) -> AppUser | None:
                                            AppUser.project_id == project_id))
 
 
+_ACTIVE_BY_TOKEN_HASH = (
+    select(AppUser).join(Project, Project.id == AppUser.project_id)
+    .where(AppUser.token_hash == bindparam("token_hash"), AppUser.revoked_at.is_(None),
+           Project.deleted_at.is_(None))
+)  # built once: every Collect request authenticates with it
+
+
 def get_active_by_token_hash(db: Session, token_hash: str) -> AppUser | None:
-    return db.scalar(
-        select(AppUser).join(Project, Project.id == AppUser.project_id)
-        .where(AppUser.token_hash == token_hash, AppUser.revoked_at.is_(None),
-               Project.deleted_at.is_(None))
-    )
+    return db.scalar(_ACTIVE_BY_TOKEN_HASH, {"token_hash": token_hash})
 
 
 def list_(db: Session, project_id: int, *, include_revoked: bool = False) -> list[AppUser]:

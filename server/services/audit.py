@@ -9,25 +9,24 @@ from sqlalchemy.orm import Session
 from server import queries
 from server.auth.actor import Actor
 from server.logs import current_request_id
-from server.models import AuditEvent
 
 _SECRET_KEYS = frozenset({"password", "token", "secret", "authorization", "csrf"})
 
 
 def record(db: Session, actor: Actor, action: str, *, project_id: int | None = None,
            target: tuple[str, object] | None = None,
-           details: dict[str, Any] | None = None) -> AuditEvent:
+           details: dict[str, Any] | None = None) -> None:
     target_type, target_id = target if target else (None, None)
-    return queries.audit.insert(db, AuditEvent(
-        actor_user_id=actor.user.id if actor.user else None,
-        actor_app_user_id=actor.app_user.id if actor.app_user else None,
-        action=action,
-        project_id=project_id,
-        target_type=target_type,
-        target_id=None if target_id is None else str(target_id),
-        details=_redact(details) if details else None,
-        request_id=current_request_id(),
-    ))
+    queries.audit.insert(db, {
+        "actor_user_id": actor.user_id,
+        "actor_app_user_id": actor.app_user.id if actor.app_user else None,
+        "action": action,
+        "project_id": project_id,
+        "target_type": target_type,
+        "target_id": None if target_id is None else str(target_id),
+        "details": _redact(details) if details else None,
+        "request_id": current_request_id(),
+    })
 
 
 def _redact(details: dict[str, Any]) -> dict[str, Any]:
