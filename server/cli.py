@@ -121,6 +121,23 @@ def db_current(ctx: Context) -> None:
     engine.dispose()
 
 
+@db.command("views")
+@pass_ctx
+def db_views(ctx: Context) -> None:
+    """(Re)build every form's SQL views for analysts (PostgreSQL; built on publish too)."""
+    from server.services import views
+
+    with ctx.session() as s:
+        if not views.supported(s):
+            raise click.ClickException("SQL views need PostgreSQL.")
+        built = views.refresh_all(s)
+        s.commit()
+    for form, names in built:
+        for name in names:
+            click.echo(f"{form.project_id}/{form.xml_form_id}: {name}")
+    click.echo(f"{sum(len(names) for _, names in built)} views.")
+
+
 # -- users ------------------------------------------------------------------------------
 
 @main.group()

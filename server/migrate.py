@@ -26,12 +26,56 @@ def alembic_config(settings: Settings | None = None,
 
 def upgrade(settings: Settings | None = None, revision: str = "head", *,
             connection: Connection | None = None) -> None:
+    """The analysts' SQL views depend on the tables a migration may change: they are
+    dropped first and rebuilt once the schema is at head (PostgreSQL only)."""
+    postgresql = _drop_views(settings, connection)
     command.upgrade(alembic_config(settings, connection), revision)
+    if postgresql and revision == "head":
+        _rebuild_views(settings, connection)
 
 
 def downgrade(settings: Settings | None = None, revision: str = "-1", *,
               connection: Connection | None = None) -> None:
+    """Views are dropped first (``dodoso db views`` rebuilds them once back at head)."""
+    _drop_views(settings, connection)
     command.downgrade(alembic_config(settings, connection), revision)
+
+
+def _on_connection(settings: Settings | None, connection: Connection | None, work) -> object:
+    if connection is not None:
+        return work(connection)
+    from server.db import create_db_engine
+
+    engine = create_db_engine(settings or Settings.from_env())
+    try:
+        with engine.begin() as conn:
+            return work(conn)
+    finally:
+        engine.dispose()
+
+
+def _drop_views(settings: Settings | None, connection: Connection | None) -> bool:
+    """Drop every form's views; False on a database that has none (SQLite)."""
+    from server.queries import views
+
+    def work(conn: Connection) -> bool:
+        if conn.dialect.name != "postgresql":
+            return False
+        views.drop(conn, views.all_views(conn))
+        return True
+    return bool(_on_connection(settings, connection, work))
+
+
+def _rebuild_views(settings: Settings | None, connection: Connection | None) -> None:
+    from sqlalchemy.orm import Session
+
+    from server.services import views
+
+    def work(conn: Connection) -> None:
+        with Session(bind=conn, join_transaction_mode="create_savepoint") as db:
+            views.refresh_all(db)
+            db.commit()
+    _on_connection(settings, connection, work)
 
 
 def current_revision(connection: Connection) -> str | None:

@@ -26,7 +26,7 @@ from server.auth.tokens import new_token
 from server.db import utcnow
 from server.errors import Problem, Problems
 from server.models import Form, FormAttachment, FormDef, Project
-from server.services import audit
+from server.services import audit, views
 from server.services.blobs import store_blob
 from server.settings import Settings
 from server.storage import BlobStore
@@ -167,6 +167,7 @@ def publish_draft(db: Session, ctx: FormsContext, actor: Actor, form: Form,
     queries.submissions.delete_drafts(db, form.id)
     form.updated_at = draft.published_at
     db.flush()
+    views.refresh(db, form)
     audit.record(db, actor, "form.publish", project_id=form.project_id,
                  target=("form", form.id), details={"version": draft.version})
     return draft
@@ -199,6 +200,7 @@ def delete_form(db: Session, actor: Actor, form: Form) -> None:
     if draft is not None:
         draft.draft_token = None
     db.flush()
+    views.drop(db, form)
     audit.record(db, actor, "form.delete", project_id=form.project_id, target=("form", form.id))
 
 
