@@ -280,10 +280,13 @@ def _resend(db: Session, store: BlobStore, form: FormRef, existing: SubmissionDe
         _record_conflict(db, form, submission, envelope, "different_xml")
         raise Problems.xml_conflict()
     added = _attach(db, store, existing, files, max_file_bytes)
-    if added:
-        audit.record(db, envelope.actor, "submission.attachment.update",
-                     project_id=form.project_id, target=("submission", submission.id),
-                     details={"instanceId": existing.instance_id, "added": added})
+    # A resend that brings files completes the submission; one that brings nothing new is
+    # a retry (Collect lost the first answer): both are recorded, for flaky-link forensics.
+    audit.record(db, envelope.actor,
+                 "submission.attachment.update" if added else "submission.resend",
+                 project_id=form.project_id, target=("submission", submission.id),
+                 details={"instanceId": existing.instance_id, "added": added,
+                          "deviceId": envelope.device_id})
     return IngestResult(StoredRef(submission.id, submission.instance_id),
                         StoredRef(existing.id, existing.instance_id), False, added)
 

@@ -9,7 +9,7 @@ import pytest
 from lxml import etree
 from sqlalchemy import func, select
 
-from server.models import Submission, SubmissionDef, SubmissionRow
+from server.models import AuditEvent, Submission, SubmissionDef, SubmissionRow
 from tests.support.xlsx import XLSX, md_to_xlsx
 
 OR = {"X-OpenRosa-Version": "1.0"}
@@ -123,6 +123,13 @@ def test_submission__new_then_identical_resend_then_conflict(client, key, db):
     conflict = post(client, key, instance(name="Someone else"))
     assert conflict.status_code == 409
     assert count(db, SubmissionDef) == 1
+    retry = post(client, key, instance(), files={"id.jpg": b"\xff\xd8photo"})
+    assert retry.status_code == 201
+    audited = db.execute(select(AuditEvent.action, AuditEvent.details).where(
+        AuditEvent.action.like("submission.%")).order_by(AuditEvent.id)).all()
+    assert [(action, (details or {}).get("deviceId")) for action, details in audited] == [
+        ("submission.create", "collect:abc"), ("submission.attachment.update", "collect:abc"),
+        ("submission.conflict", "collect:abc"), ("submission.resend", "collect:abc")]
 
 
 def test_submission__edit_adds_a_version(client, key, db):
