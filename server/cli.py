@@ -321,6 +321,7 @@ def demo(ctx: Context, credentials_file: str) -> None:
     """Create a demo project, an administrator and an app user (once), and say how to log in."""
     from server.services import accounts
     from server.services.app_users import create_app_user
+    from server.services.library import install_for_demo, summary
     from server.services.projects import create_project
 
     path = resolve_path(credentials_file)
@@ -343,8 +344,11 @@ def demo(ctx: Context, credentials_file: str) -> None:
         project = create_project(s, SYSTEM, name=DEMO_PROJECT_NAME,
                                  description="A sandbox to try dodoso and ODK Collect.")
         new = create_app_user(s, SYSTEM, project, display_name=DEMO_APP_USER)
+        installed = install_for_demo(s, ctx.settings, SYSTEM, project, new.app_user.id)
         text = _demo_text(ctx.settings, password, project.id, collect_url(
             ctx.settings, new.token, project.id))
+        text += "\nForm library, installed in the demo project for the demo tablet:\n"
+        text += "".join(f"  {line}\n" for line in summary(installed))
         _write_private(path, text)
     click.echo(text)
 

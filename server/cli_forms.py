@@ -174,3 +174,65 @@ def _fail(answer: dict[str, Any]) -> None:
     details = answer.get("details") or {}
     print_issues((details.get("errors") or []) + (details.get("warnings") or []))
     raise SystemExit(1)
+
+
+# -- the form library -------------------------------------------------------------------------
+
+@forms_group.group("library")
+def library_group() -> None:
+    """dodoso's ready-made forms (see docs/form-library.md)."""
+
+
+@library_group.command("list")
+def library_list() -> None:
+    """List the library's forms: ID, version, title and what each is for."""
+    from forms.library import FORMS
+
+    for form in FORMS:
+        click.echo(f"{form.form_id}\t{form.version}\t{form.title}")
+        click.echo(f"    {form.description}")
+        if form.registers:
+            click.echo(f"    registers entities in: {form.registers}")
+        if form.entity_lists:
+            click.echo(f"    follows up the entity list(s): {', '.join(form.entity_lists)}")
+
+
+@library_group.command("install")
+@click.argument("form_ids", nargs=-1, metavar="[FORM_ID]...")
+@click.option("--project", "project_id", type=int, required=True)
+@click.option("--assign", "app_user_ids", type=int, multiple=True, metavar="APP_USER_ID",
+              help="Assign the installed forms to this app user (repeatable), so Collect "
+                   "lists them.")
+def library_install(form_ids: tuple[str, ...], project_id: int,
+                    app_user_ids: tuple[int, ...]) -> None:
+    """Install library forms (all of them when no FORM_ID is given) into a project, each
+    created, given its media and published. Forms the project has are left as they are."""
+    from forms.library import get
+    from server import queries
+    from server.auth.actor import SYSTEM
+    from server.cli import Context
+    from server.services.forms import FormsContext
+    from server.services.library import install_forms, summary
+    from server.storage import open_blob_store
+
+    unknown = [f for f in form_ids if get(f) is None]
+    if unknown:
+        raise click.BadParameter(f"not in the library: {', '.join(unknown)} (see "
+                                 "'dodoso forms library list')", param_hint="FORM_ID")
+    ctx = click.get_current_context().ensure_object(Context)
+    with ctx.session() as s:
+        project = queries.projects.get(s, project_id)
+        if project is None:
+            raise click.ClickException(f"No project {project_id}.")
+        for app_user_id in app_user_ids:
+            app_user = queries.app_users.get(s, project.id, app_user_id)
+            if app_user is None or app_user.revoked_at is not None:
+                raise click.ClickException(f"No app user {app_user_id} in project {project_id}.")
+        forms_ctx = FormsContext(ctx.settings, open_blob_store(ctx.settings))
+        results = install_forms(s, forms_ctx, SYSTEM, project, form_ids or None,
+                                assign_to=app_user_ids)
+    for line, result in zip(summary(results), results, strict=True):
+        click.secho(line, fg="red" if result.status == "failed" else None,
+                    err=result.status == "failed")
+    if any(r.status == "failed" for r in results):
+        raise SystemExit(1)

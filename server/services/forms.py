@@ -94,8 +94,9 @@ def _check_form_id(form_id: str, *, xlsform: bool) -> None:
 
 def create_form(db: Session, ctx: FormsContext, actor: Actor, project: Project, upload: Upload,
                 *, publish: bool = False, ignore_warnings: bool = False,
-                fallback_id: str | None = None) -> Form:
-    prepared = prepare(ctx, upload, fallback_id)
+                fallback_id: str | None = None, prepared: PreparedForm | None = None) -> Form:
+    """``prepared``: the upload already through the pipeline (dodoso's own form library)."""
+    prepared = prepared or prepare(ctx, upload, fallback_id)
     _refuse_warnings(prepared, ignore_warnings)
     form_id = prepared.info.form_id
     _check_form_id(form_id, xlsform=prepared.is_xlsform)
