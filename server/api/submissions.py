@@ -1,6 +1,7 @@
 """Submissions: ``/v1/projects/{id}/forms/{xmlFormId}/submissions`` in ODK Central's layout —
 list, create from raw XML, read (JSON and the XML byte for byte), edit by PUT, versions and
-attachments. Every write goes through ``sync.ingest`` (or ``sync.attachments``)."""
+attachments (every such write goes through ``sync.ingest`` or ``sync.attachments``); review
+(one, or in bulk by filter), comments, delete and restore (``server.services.review``)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,18 @@ from flask_smorest import Blueprint
 
 from server import queries, web
 from server.api.forms import send_blob
+from server.api.review_schemas import (
+    BulkReviewResultSchema,
+    BulkReviewSchema,
+    CommentCreateSchema,
+    CommentExtendedSchema,
+    CommentSchema,
+    ReviewSchema,
+)
 from server.api.schemas import (
     SubmissionAttachmentSchema,
     SubmissionExtendedSchema,
+    SubmissionFilterArgs,
     SubmissionListArgs,
     SubmissionSchema,
     SubmissionVersionExtendedSchema,
@@ -26,6 +36,7 @@ from server.auth.access import load_form
 from server.errors import Problems
 from server.models import Form, SubmissionDef
 from server.queries.submissions import SubmissionListing, VersionListing
+from server.services import review
 from sync.attachments import add_attachment
 from sync.ingest import Envelope, IngestResult, ingest_submission
 from sync.instance import InstanceInvalid, parse_instance
@@ -162,6 +173,63 @@ class SubmissionById(MethodView):
         _check_edit(form, listing, xml)
         _ingest(form, xml)
         return _render(_listing(form, instance_id), SubmissionExtendedSchema)
+
+    @blp.arguments(ReviewSchema)
+    @blp.response(200, SubmissionSchema)
+    def patch(self, body, project_id, xml_form_id, instance_id):
+        """Review: set ``reviewState`` (received, hasIssues, edited, approved, rejected)."""
+        form = _form(project_id, xml_form_id, roles.SUBMISSION_UPDATE)
+        review.review(web.db(), web.actor(), form, instance_id,
+                      body["review_state"] or "received")
+        return _render(_listing(form, instance_id), SubmissionExtendedSchema)
+
+    @blp.response(200, SuccessSchema)
+    def delete(self, project_id, xml_form_id, instance_id):
+        """Soft delete; ``POST …/restore`` undoes it."""
+        form = _form(project_id, xml_form_id, roles.SUBMISSION_DELETE)
+        review.delete(web.db(), web.actor(), form, instance_id)
+        return {"success": True}
+
+
+@blp.route("/<instance_id>/restore")
+class Restore(MethodView):
+    @blp.response(200, SuccessSchema)
+    def post(self, project_id, xml_form_id, instance_id):
+        form = _form(project_id, xml_form_id, roles.SUBMISSION_RESTORE)
+        review.restore(web.db(), web.actor(), form, instance_id)
+        return {"success": True}
+
+
+@blp.route("/review")
+class BulkReview(MethodView):
+    @blp.arguments(SubmissionFilterArgs, location="query", as_kwargs=False)
+    @blp.arguments(BulkReviewSchema)
+    @blp.response(200, BulkReviewResultSchema)
+    def post(self, selected, body, project_id, xml_form_id):
+        """Review every submission the query's filter selects (dodoso's own). With
+        ``expectedCount``, nothing changes unless the filter selects exactly that many."""
+        form = _form(project_id, xml_form_id, roles.SUBMISSION_UPDATE)
+        return review.review_matching(web.db(), web.actor(), form, selected,
+                                      body["review_state"] or "received",
+                                      comment=body["comment"],
+                                      expected_count=body["expected_count"])
+
+
+@blp.route("/<instance_id>/comments")
+class Comments(MethodView):
+    @blp.response(200, CommentSchema(many=True))
+    def get(self, project_id, xml_form_id, instance_id):
+        """Newest first."""
+        form = _form(project_id, xml_form_id, roles.SUBMISSION_READ)
+        return _render(review.comments(web.db(), form, instance_id), CommentExtendedSchema,
+                       many=True)
+
+    @blp.arguments(CommentCreateSchema)
+    @blp.response(200, CommentSchema)
+    def post(self, body, project_id, xml_form_id, instance_id):
+        form = _form(project_id, xml_form_id, roles.SUBMISSION_UPDATE)
+        return _render(review.add_comment(web.db(), web.actor(), form, instance_id,
+                                          body["body"]), CommentExtendedSchema)
 
 
 @blp.route("/<instance_id>.xml")

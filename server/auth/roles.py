@@ -26,6 +26,8 @@ SUBMISSION_READ = "submission.read"
 SUBMISSION_UPDATE = "submission.update"
 SUBMISSION_CREATE = "submission.create"
 SUBMISSION_EXPORT = "submission.export"
+SUBMISSION_DELETE = "submission.delete"
+SUBMISSION_RESTORE = "submission.restore"
 AUDIT_READ = "audit.read"
 USER_LIST = "user.list"
 USER_CREATE = "user.create"
@@ -44,7 +46,8 @@ ROLE_VERBS: dict[str, frozenset[str]] = {
         | {PROJECT_UPDATE, ASSIGNMENT_LIST, ASSIGNMENT_CREATE, ASSIGNMENT_DELETE, APP_USER_LIST,
            APP_USER_CREATE, APP_USER_DELETE, FORM_CREATE, FORM_UPDATE, FORM_PUBLISH,
            FORM_DELETE,
-           SUBMISSION_UPDATE, SUBMISSION_CREATE, AUDIT_READ}
+           SUBMISSION_UPDATE, SUBMISSION_CREATE, SUBMISSION_DELETE, SUBMISSION_RESTORE,
+           AUDIT_READ}
     ),
 }
 

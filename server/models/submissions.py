@@ -28,6 +28,8 @@ class Submission(Base):
             "review_state IN (" + ", ".join(f"'{s}'" for s in REVIEW_STATES) + ")",
             name="review_state"),
         Index("ix_submissions_form_id_created_at", "form_id", "created_at"),
+        # OData's $filter on __system/updatedAt, and the change feed on SQLite.
+        Index("ix_submissions_form_id_updated_at", "form_id", "updated_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
