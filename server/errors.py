@@ -96,6 +96,15 @@ class Problems:
                                "Resubmit with ?ignoreWarnings=true to accept them.")
     attachment_invalid = _p(400.17, "The file {name} cannot be used by this form. See "
                                     "details.errors.")
+    odata_filter_unparseable = _p(400.18, "The OData expression you provided could not be "
+                                          "parsed: {reason}")
+    odata_property_not_found = _p(400.31, "Could not find a property named '{property}'.")
+    odata_select_unsupported = _p(400.32, "The OData $select property '{property}' uses "
+                                          "features not supported by this server.")
+    odata_invalid_skiptoken = _p(400.35, "Invalid $skiptoken.")
+    invalid_cursor = _p(400.36, "The cursor is not valid here; start again without one or use "
+                                "the cursor the last response gave.")
+    export_option_invalid = _p(400.41, "The export option {option} is not valid: {reason}.")
 
     # 401/403: who you are and what you may do
     unauthenticated = _p(401.1, "Could not authenticate with the provided credentials.",
@@ -113,6 +122,8 @@ class Problems:
     version_unknown = _p(404.7, "The form version specified in this submission '{version}' "
                                 "does not exist.")
     method_not_allowed = _p(405.1, "This resource does not support the method you used.")
+    unacceptable_format = _p(406.1, "Requested format not acceptable; this resource allows: "
+                                    "{allowed}.")
 
     # 409: conflicts with what is stored
     xml_conflict = _p(409.1, "A submission already exists with this ID, but with different "
@@ -134,6 +145,13 @@ class Problems:
                                      "version; fetch the latest and edit that.")
     media_invalid = _p(409.9, "The draft's media files are not ready to publish. See "
                               "details.errors.")
+    review_count_mismatch = _p(409.13, "The filter selects {count} submissions, not the "
+                                       "{expected} expected; nothing was changed.")
+    export_unavailable = _p(409.41, "This export has no file to download (status: {status}).")
+
+    # 410: was here, is no more
+    export_expired = _p(410.1, "This export has expired and its file is gone; request a new "
+                               "export.")
 
     # 413/415/422/429
     too_large = _p(413.1, "The request is larger than the {limit} bytes this server accepts.")
@@ -147,6 +165,16 @@ class Problems:
     # 5xx: ours, or a dependency's
     internal = _p(500.1, "An internal error occurred. Quote request id {request_id} when "
                          "reporting it.")
+    not_implemented = _p(501.1, "The requested feature {feature} is not supported by this "
+                                "server.")
+    odata_unsupported_expression = _p(501.4, "The OData expression uses features not "
+                                             "supported by this server: {type} at {at} "
+                                             "(\"{text}\").")
+    odata_unsupported_field = _p(501.5, "The OData expression references fields not "
+                                        "supported by this server: {text}.")
+    odata_unsupported_expand = _p(501.6, "The OData expand expression \"{text}\" is not "
+                                         "supported by this server; only $expand=* is.")
+    odata_select_with_expand = _p(501.11, "This server doesn't support $select with $expand.")
     storage_unavailable = _p(503.1, "Storage is temporarily unavailable. Please retry.",
                              headers={"Retry-After": "30"})
     database_unavailable = _p(503.2, "The database is temporarily unavailable. Please retry.",

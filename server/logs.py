@@ -17,7 +17,7 @@ from server.settings import Settings
 _request_id: ContextVar[str | None] = ContextVar("dodoso_request_id", default=None)
 
 _KEY_IN_PATH = re.compile(r"(/key/)[^/]+")
-_TOKEN_IN_PATH = re.compile(r"(/sessions/)(?!current\b)[^/?]+")
+_TOKEN_IN_PATH = re.compile(r"(/sessions/|^/v1/exports/)(?!current\b)[^/?]+")
 _SENSITIVE_QUERY = re.compile(r"((?:token|key|signature|sig)=)[^&]+", re.IGNORECASE)
 
 

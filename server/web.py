@@ -22,7 +22,8 @@ from server.settings import Settings
 from server.storage import BlobStore
 
 # Endpoints anyone may call; every other endpoint requires authentication up front.
-PUBLIC_ENDPOINTS = {"sessions.Sessions", "system.Health", "api-docs.openapi_json"}
+PUBLIC_ENDPOINTS = {"sessions.Sessions", "system.Health", "api-docs.openapi_json",
+                    "exports.ExportByToken"}
 # Blueprints whose routes authenticate themselves (app-user keys in the URL, for Collect).
 SELF_AUTHENTICATING_BLUEPRINTS: set[str] = set()
 

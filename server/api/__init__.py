@@ -5,10 +5,21 @@ from __future__ import annotations
 from flask import Flask
 from flask_smorest import Api
 
-from server.api import app_users, forms, projects, sessions, submissions, system, users
+from server.api import (
+    app_users,
+    changes,
+    exports,
+    forms,
+    odata,
+    projects,
+    sessions,
+    submissions,
+    system,
+    users,
+)
 
 BLUEPRINTS = (sessions.blp, users.blp, projects.blp, app_users.blp, forms.blp, submissions.blp,
-              system.blp)
+              system.blp, exports.blp, odata.blp, changes.blp)
 
 OPENAPI_CONFIG = {
     "API_TITLE": "dodoso",
