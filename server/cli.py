@@ -18,6 +18,8 @@ from sqlalchemy.orm import Session
 from server import queries
 from server.auth.actor import SYSTEM
 from server.auth.passwords import Passwords
+from server.cli_blobs import blobs_group
+from server.cli_export import export_command
 from server.cli_forms import forms_group
 from server.db import create_db_engine, make_session_factory
 from server.errors import Problem
@@ -27,6 +29,7 @@ DEMO_ADMIN_EMAIL = "admin@example.com"
 DEMO_PROJECT_NAME = "Demo: labour migration"
 DEMO_APP_USER = "Demo tablet"
 DEMO_CREDENTIALS_FILE = "instance/demo-credentials.txt"
+SCHEDULE_SECONDS = 60.0  # how often the worker looks for periodic jobs that are due
 
 
 class Context:
@@ -422,16 +425,23 @@ def serve(ctx: Context, host: str, port: int, debug: bool) -> None:
 @pass_ctx
 def worker(ctx: Context, once: bool, poll_seconds: float) -> None:
     """Run background jobs from the jobs table."""
+    from server.db import utcnow
     from server.logs import configure_logging, log
-    from server.services.jobs import run_one
+    from server.services.jobs import enqueue_due, run_one
 
     configure_logging(ctx.settings)
     name = f"{socket.gethostname()}:{os.getpid()}"
     engine = create_db_engine(ctx.settings)
     sessions = make_session_factory(engine)
     log.info("worker_started", worker=name)
+    schedule_at = 0.0
     try:
         while True:
+            if time.monotonic() >= schedule_at:  # periodic jobs (blob clean-up …)
+                with sessions() as s:
+                    enqueue_due(s, utcnow())
+                    s.commit()
+                schedule_at = time.monotonic() + SCHEDULE_SECONDS
             with sessions() as s:
                 job = run_one(s, name)
             if job is not None:
@@ -446,6 +456,8 @@ def worker(ctx: Context, once: bool, poll_seconds: float) -> None:
         engine.dispose()
 
 main.add_command(forms_group)
+main.add_command(blobs_group)
+main.add_command(export_command)
 
 
 if __name__ == "__main__":

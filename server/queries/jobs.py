@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from server.models import Job
@@ -53,3 +53,7 @@ def requeue_stale(db: Session, *, locked_before: dt.datetime, now: dt.datetime) 
         .values(status="queued", locked_by=None, locked_at=None, run_after=now)
     ).rowcount
     return failed + requeued
+
+
+def last_created_at(db: Session, kind: str) -> dt.datetime | None:
+    return db.scalar(select(func.max(Job.created_at)).where(Job.kind == kind))

@@ -14,9 +14,11 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from server import queries
-from server.auth.actor import Actor
+from server.auth.actor import SYSTEM, Actor
 from server.db import utcnow
 from server.models import Job
+from server.settings import Settings
+from server.storage import BlobStore, open_blob_store
 
 Handler = Callable[[Session, Job], dict[str, Any] | None]
 
@@ -74,3 +76,33 @@ def prune(db: Session, job: Job) -> dict[str, Any]:
         "loginFailures": queries.users.delete_login_failures_before(
             db, now - dt.timedelta(days=1)),
     }
+
+
+# -- periodic jobs ----------------------------------------------------------------------------
+
+PERIODIC: dict[str, dt.timedelta] = {}
+
+
+def run_every(kind: str, period: dt.timedelta) -> None:
+    """Have the worker enqueue ``kind`` (a registered handler) once per ``period``."""
+    PERIODIC[kind] = period
+
+
+def enqueue_due(db: Session, now: dt.datetime) -> list[Job]:
+    """Enqueue each periodic kind not enqueued within its period; the worker calls this now
+    and then. Two workers may both enqueue one, so periodic jobs must be safe to repeat."""
+    return [enqueue(db, SYSTEM, kind) for kind, period in PERIODIC.items()
+            if (last := queries.jobs.last_created_at(db, kind)) is None or last <= now - period]
+
+
+BLOB_STORE_KEY = "dodoso.blob_store"
+"""``Session.info`` key under which whoever runs jobs may hand them a blob store (tests do)."""
+
+
+def blob_store(db: Session) -> BlobStore:
+    """The blob store for jobs: the one handed over in ``db.info``, else the one the
+    worker's settings name (opened once per session)."""
+    store = db.info.get(BLOB_STORE_KEY)
+    if store is None:
+        store = db.info[BLOB_STORE_KEY] = open_blob_store(Settings.from_env())
+    return store

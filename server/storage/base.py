@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import IO, BinaryIO
 from urllib.parse import quote
 
@@ -33,6 +35,15 @@ class BlobNotFound(BlobStoreError):
 
 class BlobTooLarge(BlobStoreError):
     """An upload went past the size limit; reading stopped there."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """A blob as the store sees it: its key, size and when it was last written (UTC)."""
+
+    key: str
+    size: int
+    modified: dt.datetime
 
 
 def is_key(name: object) -> bool:
@@ -97,9 +108,22 @@ class BlobStore(ABC):
                      expires_in: int) -> str | None:
         """A URL clients can fetch the blob from directly, or None when the API must stream it."""
 
-    @abstractmethod
     def iter_keys(self) -> Iterator[str]:
-        """Every stored key, for finding blobs no row refers to any more."""
+        """Every stored key."""
+        return (stored.key for stored in self.iter_objects())
+
+    @abstractmethod
+    def iter_objects(self) -> Iterator[StoredObject]:
+        """Every stored blob with its age, for finding the ones no row refers to any more.
+
+        Only complete blobs at a key's place: uploads in progress (or abandoned by a killed
+        process) are not listed; ``delete_stale_uploads`` removes those.
+        """
+
+    @abstractmethod
+    def delete_stale_uploads(self, started_before: dt.datetime) -> int:
+        """Remove what unfinished uploads begun before ``started_before`` left behind (temp
+        files, incomplete multipart uploads); returns how many were removed."""
 
     @abstractmethod
     def check(self) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +18,7 @@ from server.storage.base import (
     BlobNotFound,
     BlobStore,
     BlobStoreUnavailable,
+    StoredObject,
     check_key,
     is_key,
     shard_path,
@@ -85,12 +88,36 @@ class LocalBlobStore(BlobStore):
         check_key(key)
         return None
 
-    def iter_keys(self) -> Iterator[str]:
-        """Only files named by a key at that key's place: temp files and strays are skipped."""
+    def iter_objects(self) -> Iterator[StoredObject]:
+        """Only files named by a key at that key's place: temp files and strays are skipped.
+        A file that disappears while the tree is walked (deleted meanwhile) is skipped too."""
         for path in self.root.glob("??/??/*"):
             name = path.name
-            if is_key(name) and path == self._path(name) and path.is_file():
-                yield name
+            if not (is_key(name) and path == self._path(name)):
+                continue
+            try:
+                info = path.stat()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise BlobStoreUnavailable(f"blob {name}: cannot stat: {exc}") from exc
+            if stat.S_ISREG(info.st_mode):
+                yield StoredObject(name, info.st_size, _utc(info.st_mtime))
+
+    def delete_stale_uploads(self, started_before: dt.datetime) -> int:
+        """Temp files of puts that never finished (the process was killed mid-write)."""
+        removed = 0
+        for path in self.root.glob(f"??/??/{_TEMP_PREFIX}*"):
+            try:
+                if _utc(path.stat().st_mtime) < started_before:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise BlobStoreUnavailable(f"temp file {path.name}: cannot remove: {exc}") \
+                    from exc
+        return removed
 
     def check(self) -> None:
         """The root must exist (it is created on first use) and accept a new file."""
@@ -118,6 +145,10 @@ def _copy_and_hash(src: IO[bytes], dst: IO[bytes]) -> tuple[int, str]:
         digest.update(chunk)
         written += len(chunk)
     return written, digest.hexdigest()
+
+
+def _utc(timestamp: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import io
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +28,7 @@ from server.storage.base import (
     BlobStore,
     BlobStoreError,
     BlobStoreUnavailable,
+    StoredObject,
     attachment_disposition,
     is_key,
     shard_path,
@@ -147,17 +149,37 @@ class S3BlobStore(BlobStore):
                 ExpiresIn=expires_in,
             )
 
-    def iter_keys(self) -> Iterator[str]:
-        """Only objects at a key's place under the prefix: the rest of the bucket is not ours."""
-        list_prefix = f"{self.prefix}/" if self.prefix else ""
+    def iter_objects(self) -> Iterator[StoredObject]:
+        """Only objects at a key's place under the prefix: the rest of the bucket is not ours.
+        S3 lists only completed uploads."""
         pages = self.client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=list_prefix)
-        with _translated(f"list {self.bucket}/{list_prefix}"):
+            Bucket=self.bucket, Prefix=self._list_prefix)
+        with _translated(f"list {self.bucket}/{self._list_prefix}"):
             for page in pages:
                 for item in page.get("Contents", []):
                     name = item["Key"].rpartition("/")[2]
                     if is_key(name) and item["Key"] == self.object_key(name):
-                        yield name
+                        yield StoredObject(name, int(item["Size"]),
+                                           item["LastModified"].astimezone(dt.timezone.utc))
+
+    def delete_stale_uploads(self, started_before: dt.datetime) -> int:
+        """Multipart uploads a killed process never completed nor aborted: S3 keeps (and
+        bills) their parts until they are aborted."""
+        aborted = 0
+        pages = self.client.get_paginator("list_multipart_uploads").paginate(
+            Bucket=self.bucket, Prefix=self._list_prefix)
+        with _translated(f"list uploads {self.bucket}/{self._list_prefix}"):
+            for page in pages:
+                for upload in page.get("Uploads", []):
+                    if upload["Initiated"] < started_before:
+                        self.client.abort_multipart_upload(
+                            Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+                        aborted += 1
+        return aborted
+
+    @property
+    def _list_prefix(self) -> str:
+        return f"{self.prefix}/" if self.prefix else ""
 
     def check(self) -> None:
         """Any failure means blobs cannot be stored: a missing bucket or refused access too."""
