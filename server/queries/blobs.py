@@ -29,6 +29,12 @@ def insert_if_absent(db: Session, *, sha256: str, md5: str, size: int, content_t
     return blob
 
 
+def remove_inserted(db: Session, blob: Blob) -> None:
+    """Take back a row this transaction just inserted (its bytes never made it)."""
+    db.delete(blob)
+    db.flush()
+
+
 # -- clean-up (server/services/gc.py) -------------------------------------------------------
 
 def _references() -> list[Column]:

@@ -27,19 +27,16 @@ bytes and inserts the row, and the request commits after both.
    - a request that no longer sees the row starts after the commit, when the bytes are
      already gone, and writes them again.
    If deleting bytes fails, the row is deleted anyway: the bytes left are an orphan for a
-   later run, never a row without bytes. One gap remains: the commit itself failing after
-   the bytes went (the database lost at that very moment) leaves the row without bytes, and
-   ``store_blob`` reuses a row it finds without writing bytes. Closed once ``store_blob``
-   always calls ``put`` (which skips bytes already stored); until then an xfail test in
-   tests/integration/test_blob_gc.py shows it.
+   later run, never a row without bytes. If the commit itself fails after the bytes went
+   (the database lost at that very moment), the row stays without bytes until the next
+   request that stores those bytes: ``store_blob`` always calls ``put`` (which skips bytes
+   already stored), so it writes them back (tests/integration/test_blob_gc.py).
 2. Bytes without a row are deleted while holding their sha256's key in the blobs table: a
    placeholder row is inserted (waiting for any insert of that sha256 in flight; refused if
    a row exists) and rolled back once the bytes are gone. The grace period covers requests
-   in flight, whose bytes are younger than it — except when the same bytes arrive again
-   while their old orphan copy is collected: ``store_blob`` writes (skips: they exist) and
-   only then inserts the row, so the clean-up can delete them in between. Closed once
-   ``store_blob`` inserts the row before writing the bytes (then the placeholder waits for
-   that row); until then an xfail test shows it.
+   in flight, whose bytes are younger than it. When the same bytes arrive again while
+   their old orphan copy is collected, ``store_blob`` has inserted the row before it puts
+   the bytes, so the placeholder waits for that row and the clean-up leaves them alone.
 
 On SQLite every transaction holds the database's write lock from its start, so a request's
 look-up, bytes and rows cannot interleave with a clean-up transaction at all.

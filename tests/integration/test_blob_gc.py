@@ -476,9 +476,6 @@ class PausingPuts(LocalBlobStore):
         self.resume.wait(3)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "store_blob writes the bytes (skipped: an orphan copy is there) before inserting the row, "
-    "so the clean-up can delete the orphan in between; fix: insert the row first"))
 def test_gc_race__an_orphan_whose_bytes_arrive_again_is_not_deleted_under_the_new_row(
         scratch, tmp_path):
     _, sessions = scratch
@@ -507,9 +504,6 @@ class LostCommit(Exception):
     pass
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a clean-up whose commit is lost after deleting bytes leaves the row; store_blob reuses "
-    "a row without checking its bytes; fix: put (idempotent) when reusing a row"))
 def test_gc__a_lost_commit_does_not_leave_a_reusable_row_without_bytes(db, store, monkeypatch):
     data = b"collected, but the commit never arrived"
     store_blob(db, store, io.BytesIO(data))
