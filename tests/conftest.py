@@ -188,3 +188,25 @@ def admin(make: Factory) -> User:
 @pytest.fixture
 def admin_headers(make: Factory, admin: User) -> dict[str, str]:
     return make.auth(admin)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _compile_forms_in_process() -> Iterator[None]:
+    """The suite uploads hundreds of XLSForms, and the sandbox starts a fresh interpreter
+    (and imports pyxform) for each: about a second apiece. Outside the sandbox's own tests
+    (tests/unit/forms/test_sandbox.py, which call it directly), forms compile in this
+    process with the same guards and the same error model. Servers started as separate
+    processes (tests/e2e, tests/faults) still compile in the sandbox."""
+    from forms import pipeline
+    from forms.compile import compile_xlsform, validated
+    from forms.guards import DEFAULT_LIMITS
+
+    def in_process(data: bytes, *, kind, form_id_fallback=None, validate=False, timeout_s=30,
+                   memory_bytes=1 << 30, java=None, limits=DEFAULT_LIMITS):
+        result = compile_xlsform(data, kind=kind, form_id_fallback=form_id_fallback,
+                                 limits=limits)
+        return validated(result, java=java) if validate else result
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pipeline, "compile_isolated", in_process)
+        yield
