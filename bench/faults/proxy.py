@@ -71,8 +71,12 @@ class TcpProxy:
     def stop(self) -> None:
         """Refuse new connections and reset the open ones."""
         if self._listener is not None:
+            with suppress(OSError):  # wakes the thread blocked in accept()
+                self._listener.shutdown(socket.SHUT_RDWR)
             self._listener.close()
             self._listener = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
         with self._lock:
             connections, self._connections = self._connections, set()
         for conn in connections:
