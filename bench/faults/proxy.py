@@ -80,8 +80,12 @@ class TcpProxy:
         with self._lock:
             connections, self._connections = self._connections, set()
         for conn in connections:
+            # shutdown() first: close() alone neither wakes the threads blocked in recv() on
+            # these sockets nor releases them, and the far ends would never hear of it.
             with suppress(OSError):
                 conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+            with suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
             with suppress(OSError):
                 conn.close()
 

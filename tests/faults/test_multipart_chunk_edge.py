@@ -30,10 +30,6 @@ pytestmark = pytest.mark.postgres_only
 CHUNK = 64 * 1024  # werkzeug's form parser buffer size
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "werkzeug's multipart decoder releases the closing delimiter's CR as data when a 64 KiB "
-    "chunk ends one byte into '--boundary--' (pallets/werkzeug#3285); proposed: a decoder "
-    "that keeps a CR right before a retained LF (see issue 7's report)"))
 def test_multipart__a_chunk_ending_inside_the_closing_delimiter_changes_no_byte(
         client, make, db, app):
     project = make.project("Chunk edge")
