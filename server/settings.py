@@ -52,7 +52,7 @@ class Settings:
     s3_checksum_mode: str = "when_supported"
     s3_multipart_threshold_bytes: int = 16 * 1024 * 1024
     s3_connect_timeout_seconds: float = 5.0
-    s3_read_timeout_seconds: float = 30.0
+    s3_read_timeout_seconds: float = 8.0
     download_url_ttl_seconds: int = 300
     db_pool_size: int = 10
     sqlite_busy_timeout_ms: int = 5000

@@ -74,7 +74,7 @@ class S3BlobStore(BlobStore):
                 s3={"addressing_style": settings.s3_addressing_style},
                 connect_timeout=settings.s3_connect_timeout_seconds,
                 read_timeout=settings.s3_read_timeout_seconds,
-                retries={"max_attempts": 3, "mode": "standard"},
+                retries={"total_max_attempts": 2, "mode": "standard"},
                 request_checksum_calculation=settings.s3_checksum_mode,
                 response_checksum_validation=settings.s3_checksum_mode,
             ),

@@ -39,9 +39,6 @@ def black_hole() -> Iterator[str]:
         listener.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a put against an S3 that never answers takes 4 attempts × 30 s read timeout = 120 s; "
-    "proposed: s3_read_timeout_seconds 8 and retries={'total_max_attempts': 2} (16 s)"))
 def test_s3_black_hole__a_put_gives_up_within_the_budget(black_hole):
     store = open_blob_store(Settings(
         env="test", blob_store="s3://bucket/blobs", s3_endpoint_url=black_hole,
