@@ -87,7 +87,14 @@ def create_db_engine(settings: Settings, **overrides: Any) -> Engine:
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_pool_size,
             pool_timeout=10,
-            connect_args={"connect_timeout": 5, "application_name": "dodoso"},
+            # A request cut off mid-transaction by a network partition would otherwise hold
+            # its instanceID's lock until TCP notices, blocking the tablet's retry
+            # (docs/reliability.md): the server ends such a session after 5 minutes, and
+            # keepalives find a dead peer within about a minute.
+            connect_args={"connect_timeout": 5, "application_name": "dodoso",
+                          "options": "-c idle_in_transaction_session_timeout=300000",
+                          "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+                          "keepalives_count": 3},
         )
         options.update(overrides)
         engine = create_engine(url, **options)
