@@ -25,8 +25,6 @@ import argparse
 import csv
 import io
 import json
-import os
-import platform
 import secrets
 import statistics
 import subprocess
@@ -35,10 +33,10 @@ import tempfile
 import threading
 import time
 import zipfile
-from datetime import datetime, timezone
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
+
+from bench.seed import machine as seed_machine
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 SAMPLE_SECONDS = 0.05
@@ -224,14 +222,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def machine() -> dict[str, str]:
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return {"nproc": str(os.cpu_count()), "cpu": cpu, "python": platform.python_version(),
-            "sqlalchemy": version("sqlalchemy"), "psycopg": version("psycopg"),
-            "openpyxl": version("openpyxl"), "zipstream-ng": version("zipstream-ng"),
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "loadavg": Path("/proc/loadavg").read_text().split()[0]}
+    return seed_machine("openpyxl", "zipstream-ng")
 
 
 def summarize(report: dict[str, Any]) -> str:

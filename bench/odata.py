@@ -26,16 +26,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import secrets
 import statistics
 import tempfile
 import time
-from datetime import datetime, timezone
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
+
+from bench.seed import machine as seed_machine
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 PASSWORD = "bench password, not a secret"
@@ -184,13 +182,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def machine() -> dict[str, str]:
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return {"nproc": str(os.cpu_count()), "cpu": cpu, "python": platform.python_version(),
-            "sqlalchemy": version("sqlalchemy"), "psycopg": version("psycopg"),
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "loadavg": Path("/proc/loadavg").read_text().split()[0]}
+    return seed_machine()
 
 
 def summarize(report: dict[str, Any]) -> str:

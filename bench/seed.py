@@ -271,3 +271,20 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def machine(*packages: str) -> dict[str, str]:
+    """What a benchmark ran on: CPU, Python, the named packages' versions, date and load."""
+    import os
+    import platform
+    from datetime import datetime, timezone
+    from importlib.metadata import version
+    from pathlib import Path
+
+    cpu = next((line.split(":", 1)[1].strip() for line in
+                Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return {"nproc": str(os.cpu_count()), "cpu": cpu, "python": platform.python_version(),
+            **{p: version(p) for p in ("sqlalchemy", "psycopg", *packages)},
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "loadavg": Path("/proc/loadavg").read_text().split()[0]}
