@@ -62,7 +62,7 @@ FORMS: tuple[LibraryForm, ...] = (
             "Migration Profile evidence: household roster with the ILO migration-status "
             "module (20th ICLS) and labour-force screener, members living abroad, "
             "remittances received (SDG 10.c.1) and recruitment costs (SDG 10.7.1)."),
-        media=("countries.csv",),
+        media=("countries.csv", "tz_councils.csv"),
     ),
     LibraryForm(
         form_id="diaspora_skills_profile",
@@ -92,7 +92,7 @@ FORMS: tuple[LibraryForm, ...] = (
             "dimensions (indicators of the IOM Reintegration Sustainability Survey), by "
             "pseudonymous case ID and round. Scoring weights are data "
             "(data/rss_indicators.csv), to be supplied from the published source."),
-        media=("countries.csv",),
+        media=("countries.csv", "tz_councils.csv"),
     ),
     LibraryForm(
         form_id="remittance_corridor_intercept",
@@ -101,7 +101,7 @@ FORMS: tuple[LibraryForm, ...] = (
             "Short intercept interview at money-transfer and mobile-money agents and border "
             "points of the Uganda–Tanzania corridor: sender or receiver, channel, amount, "
             "fee and exchange (SDG 10.c.1 cost), frequency and use."),
-        media=("countries.csv", "ug_districts.csv"),
+        media=("countries.csv", "ug_districts.csv", "tz_councils.csv"),
     ),
 )
 

@@ -1,7 +1,7 @@
 """The library's reference lists, made from authoritative data: ISO 3166 and ISO 4217 from
 pycountry (Debian iso-codes), Kiswahili names from the Unicode CLDR through babel, and the
-classifications no package ships (ISCO-08, ISCED 2011, ISCED-F 2013, ISIC Rev.4) from the
-sourced CSV files in ``data/`` (see ``data/SOURCES.md``).
+classifications and lists no package ships (ISCO-08, ISCED 2011, ISCED-F 2013, ISIC Rev.4,
+Tanzania's councils) from the sourced CSV files in ``data/`` (see ``data/SOURCES.md``).
 
 pycountry and babel are needed only here, when the library is built or checked; installing
 a library form into a project reads the committed workbooks and media files instead.
@@ -169,6 +169,52 @@ def ug_district_rows() -> list[dict[str, str]]:
     return rows
 
 
+ZANZIBAR_REGIONS = ("TZ-06", "TZ-07", "TZ-10", "TZ-11", "TZ-15")
+"""The five regions of Zanzibar: their census units are districts (wilaya), not the councils
+of the mainland's local government system."""
+
+COUNCIL_LABELS = {
+    "district": ("{} District Council", "Halmashauri ya Wilaya ya {}"),
+    "town": ("{} Town Council", "Halmashauri ya Mji wa {}"),
+    "municipal": ("{} Municipal Council", "Halmashauri ya Manispaa ya {}"),
+    "city": ("{} City Council", "Halmashauri ya Jiji la {}"),
+}
+"""English and Kiswahili names of a mainland council by its type, from its place name: the
+conventional forms of the councils' names (data/SOURCES.md)."""
+
+ZANZIBAR_LABELS = ("{} District", "Wilaya ya {}")
+
+OTHER_COUNCIL = ("Other council (not listed)", "Halmashauri nyingine (haipo kwenye orodha)")
+OTHER_DISTRICT = ("Other district (not listed)", "Wilaya nyingine (haipo kwenye orodha)")
+
+
+def council_labels(row: dict[str, str]) -> tuple[str, str]:
+    """A row of data/tz_councils.csv named in English and Kiswahili."""
+    if row["region_iso"] in ZANZIBAR_REGIONS:
+        en, sw = ZANZIBAR_LABELS
+    else:
+        en, sw = COUNCIL_LABELS[row["council_type"]]
+    return en.format(row["council_name"]), sw.format(row["council_name"])
+
+
+def tz_council_rows() -> list[dict[str, str]]:
+    """tz_councils.csv: Tanzania's councils (mainland) and districts (Zanzibar) of the 2022
+    Census, data/tz_councils.csv, with their region as ``region`` for the choice filter, by
+    region and English name; each region ends with ``other_<region>`` for a council the list
+    lacks. ``label`` carries both names (see country_rows)."""
+    rows = []
+    for council in read_data("tz_councils.csv"):
+        en, sw = council_labels(council)
+        rows.append({"name": council["council_code"], "label": f"{en} / {sw}", "label_en": en,
+                     "label_sw": sw, "region": council["region_iso"]})
+    rows.sort(key=lambda r: (r["region"], r["label_en"], r["name"]))
+    for region in tz_region():
+        en, sw = OTHER_DISTRICT if region.name in ZANZIBAR_REGIONS else OTHER_COUNCIL
+        rows.append({"name": f"other_{region.name}", "label": f"{en} / {sw}", "label_en": en,
+                     "label_sw": sw, "region": region.name})
+    return rows
+
+
 def language() -> list[Item]:
     from babel import Locale
 
@@ -192,6 +238,7 @@ GENERATED_LISTS = {
 MEDIA_FILES = {
     "countries.csv": country_rows,
     "ug_districts.csv": ug_district_rows,
+    "tz_councils.csv": tz_council_rows,
 }
 """CSV files behind ``select_one_from_file``, written to ``media/`` by the build."""
 

@@ -105,7 +105,7 @@ def test_install__every_form_published_with_its_media_and_offered_to_the_tablet(
     manifest = client.get(f"{key}/forms/remittance_corridor_intercept/manifest", headers=OR)
     names = etree.fromstring(manifest.data).xpath(
         "//m:filename/text()", namespaces={"m": "http://openrosa.org/xforms/xformsManifest"})
-    assert sorted(names) == ["countries.csv", "ug_districts.csv"]
+    assert sorted(names) == ["countries.csv", "tz_councils.csv", "ug_districts.csv"]
 
 
 def test_install__again_changes_nothing_and_says_so(db, ctx, project, compiled_once):

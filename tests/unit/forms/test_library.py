@@ -5,6 +5,7 @@ per session (tests/support/library.py)."""
 
 from __future__ import annotations
 
+import csv
 import io
 import re
 
@@ -62,7 +63,7 @@ def test_build__committed_workbooks_and_media_match_their_sources():
     """Run ``python -m forms.library.build`` after editing a source."""
     built = build_all()
     assert {p.name for p in built} == {f.xlsx_path.name for f in FORMS} | {
-        "countries.csv", "ug_districts.csv"}
+        "countries.csv", "ug_districts.csv", "tz_councils.csv"}
     for form in FORMS:
         committed = load_workbook(io.BytesIO(form.xlsx_path.read_bytes()))
         for name, table in sheets(form).items():
@@ -175,8 +176,6 @@ def test_form__every_label_hint_and_message_in_english_and_kiswahili(form_id):
 
 
 def test_media__every_file_choice_has_both_names():
-    import csv
-
     with (MEDIA_DIR / "countries.csv").open(encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     assert all(r["label_en"] and r["label_sw"] and r["label"] for r in rows)
@@ -185,6 +184,50 @@ def test_media__every_file_choice_has_both_names():
                               else f"{r['label_en']} / {r['label_sw']}") for r in rows)
     with (MEDIA_DIR / "ug_districts.csv").open(encoding="utf-8") as f:
         assert all(r["label"] and r["parent"] for r in csv.DictReader(f))
+    with (MEDIA_DIR / "tz_councils.csv").open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert all(r["region"] and r["label"] == f"{r['label_en']} / {r['label_sw']}" for r in rows)
+
+
+# -- Tanzanian councils: chosen from the region's list, with an escape ---------------------------
+
+COUNCIL_FORMS = {"hh_migration_remittances": ("region", "council_code", "council_other"),
+                 "returnee_rss": ("region", "council_code", "council_other"),
+                 "remittance_corridor_intercept": (
+                     "site_region_tz", "site_council_code_tz", "site_council_other_tz")}
+
+
+def test_councils__chosen_from_the_regions_list_with_an_escape_named_in_text():
+    from tests.support.library import ANSWERS
+
+    asking = {f.form_id for f in FORMS if "select_one_from_file tz_councils.csv"
+              in read_table(f.directory / "survey.md").column("type")}
+    assert asking == set(COUNCIL_FORMS)
+    with (MEDIA_DIR / "tz_councils.csv").open(encoding="utf-8") as f:
+        regions = {r["name"]: r["region"] for r in csv.DictReader(f)}
+    for form_id, (region, council, other) in COUNCIL_FORMS.items():
+        form = get(form_id)
+        assert "tz_councils.csv" in form.media
+        survey = read_table(form.directory / "survey.md")
+        rows = {r[1]: dict(zip(survey.header, r, strict=True)) for r in survey.rows}
+        assert rows[region]["type"] == "select_one tz_region"
+        assert rows[council]["type"] == "select_one_from_file tz_councils.csv"
+        assert rows[council]["choice_filter"] == f"region = ${{{region}}}"
+        assert rows[other]["type"] == "text"
+        # The free-text council of earlier versions is not asked any more.
+        assert not {"council", "site_council_tz"} & set(rows)
+        s, b = schema(form_id), binds(form_id)
+        code = next(f for f in s.fields if f.name == council)
+        where = next(f for f in s.fields if f.name == region).path
+        root = etree.fromstring(prepared(form_id).xform)
+        (itemset,) = [i for i in root.iter(f"{{{XF}}}itemset")
+                      if "instance('tz_councils')" in i.get("nodeset", "")]
+        assert squash(itemset.get("nodeset")) == (
+            f"instance('tz_councils')/root/item[region=/data{where}]")
+        named = next(f for f in s.fields if f.name == other)
+        assert squash(b[named.path]["relevant"]) == f"starts-with(/data{code.path},'other_')"
+        # The filled-in submissions of the tests answer a council of the region they answer.
+        assert regions[ANSWERS[council]] == ANSWERS[region]
 
 
 # -- consent, privacy, constraints ---------------------------------------------------------

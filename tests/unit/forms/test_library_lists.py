@@ -9,6 +9,7 @@ import csv
 import datetime
 import io
 import re
+from collections import Counter
 
 import pycountry
 import pytest
@@ -103,6 +104,96 @@ def test_uganda__regions_and_every_district_filtered_by_region():
     others = [r for r in rows.values() if r["name"].startswith("other_")]
     assert sorted(r["parent"] for r in others) == sorted(regions)
     assert set(rows) <= {s.code for s in subdivisions} | {r["name"] for r in others}
+
+
+# -- Tanzania's councils: data/tz_councils.csv and the media file made from it -----------------
+
+TZ_COUNCIL_COLUMNS = ["region_iso", "council_code", "council_name", "council_type", "source",
+                      "vintage"]
+ZANZIBAR = {"TZ-06", "TZ-07", "TZ-10", "TZ-11", "TZ-15"}
+"""Pemba North and South, Zanzibar North, South and West: census districts, not councils."""
+CODE_SUFFIX = {"district": "-dc", "town": "-tc", "municipal": "-mc", "city": "-cc"}
+LABEL_FORMS = {
+    "district": ("{} District Council", "Halmashauri ya Wilaya ya {}"),
+    "town": ("{} Town Council", "Halmashauri ya Mji wa {}"),
+    "municipal": ("{} Municipal Council", "Halmashauri ya Manispaa ya {}"),
+    "city": ("{} City Council", "Halmashauri ya Jiji la {}"),
+}
+
+
+def test_tz_councils__the_2022_census_councils_each_in_a_valid_region():
+    with (DATA_DIR / "tz_councils.csv").open(encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert reader.fieldnames == TZ_COUNCIL_COLUMNS
+    regions = {s.code for s in pycountry.subdivisions.get(country_code="TZ")}
+    assert len(regions) == 31
+    assert {r["region_iso"] for r in rows} == regions  # none invalid, every region has one
+    assert regions >= ZANZIBAR
+    assert {r["name_sw"] for r in data("tz_region_names_sw.csv")
+            if r["code"] in ZANZIBAR} == {"Kaskazini Pemba", "Kaskazini Unguja", "Kusini Pemba",
+                                          "Kusini Unguja", "Mjini Magharibi"}
+    codes = [r["council_code"] for r in rows]
+    assert len(set(codes)) == len(codes)
+    assert len({(r["region_iso"], r["council_name"], r["council_type"]) for r in rows}) == len(rows)
+    for r in rows:
+        assert all(r[c] and r[c] == r[c].strip() for c in TZ_COUNCIL_COLUMNS), r
+        assert r["source"].startswith("NBS 2022 PHC Administrative Units report"), r
+        assert r["vintage"] == "2022"
+        assert r["council_type"] in CODE_SUFFIX, r
+        code = r["council_code"]
+        assert re.fullmatch(r"TZ-\d{2}-[a-z0-9]+(-[a-z0-9]+)*", code), code
+        assert code.startswith(r["region_iso"] + "-"), code
+        if r["region_iso"] in ZANZIBAR:
+            assert r["council_type"] == "district", r  # Zanzibar: the census districts
+            assert not code.endswith(tuple(CODE_SUFFIX.values())), code
+        else:
+            assert code.endswith(CODE_SUFFIX[r["council_type"]]), code
+    # The report's 184 mainland councils and 11 Zanzibar districts (data/SOURCES.md).
+    mainland = [r for r in rows if r["region_iso"] not in ZANZIBAR]
+    assert (len(mainland), len(rows) - len(mainland)) == (184, 11)
+    assert Counter(r["council_type"] for r in mainland) == {
+        "district": 137, "municipal": 20, "town": 21, "city": 6}
+    assert all(1 <= n <= 11 for n in Counter(r["region_iso"] for r in rows).values())
+    named = {(r["region_iso"], r["council_name"], r["council_type"]) for r in rows}
+    # Where the sources disagree, the 2022 report is followed (data/SOURCES.md).
+    assert ("TZ-22", "Msalala", "district") in named  # restored to the transcription
+    assert ("TZ-02", "Dar es Salaam", "city") in named
+    assert ("TZ-02", "Ilala", "municipal") not in named  # became Dar es Salaam City Council
+    assert ("TZ-12", "Mtama", "district") in named and ("TZ-12", "Lindi", "district") not in named
+    assert ("TZ-03", "Dodoma", "city") in named and ("TZ-31", "Tunduma", "town") in named
+
+
+def test_tz_councils__media_file_in_both_languages_by_region_with_an_escape_per_region():
+    councils = data("tz_councils.csv")
+    rows = media("tz_councils.csv")
+    assert list(rows[0]) == ["name", "label", "label_en", "label_sw", "region"]
+    by_name = {r["name"]: r for r in rows}
+    assert len(by_name) == len(rows)
+    for council in councils:
+        row = by_name[council["council_code"]]
+        if council["region_iso"] in ZANZIBAR:
+            en, sw = "{} District", "Wilaya ya {}"
+        else:
+            en, sw = LABEL_FORMS[council["council_type"]]
+        name = council["council_name"]
+        assert (row["label_en"], row["label_sw"]) == (en.format(name), sw.format(name))
+        assert row["label"] == f"{row['label_en']} / {row['label_sw']}"
+        assert row["region"] == council["region_iso"]
+    regions = [s.code for s in pycountry.subdivisions.get(country_code="TZ")]
+    others = [r for r in rows if r["name"].startswith("other_")]
+    assert sorted(r["name"] for r in others) == sorted(f"other_{code}" for code in regions)
+    assert all(r["name"] == f"other_{r['region']}" and r["label_en"] and r["label_sw"]
+               for r in others)
+    assert set(by_name) == {c["council_code"] for c in councils} | {r["name"] for r in others}
+    for code in regions:  # the escape comes after the region's councils, which are by name
+        in_region = [r for r in rows if r["region"] == code]
+        assert in_region[-1]["name"] == f"other_{code}"
+        assert [r["label_en"] for r in in_region[:-1]] == sorted(
+            r["label_en"] for r in in_region[:-1])
+    assert by_name["TZ-03-kondoa-tc"]["label"] == (
+        "Kondoa Town Council / Halmashauri ya Mji wa Kondoa")
+    assert by_name["TZ-15-magharibi-a"]["label"] == "Magharibi A District / Wilaya ya Magharibi A"
 
 
 def test_language__cldr_names():
