@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from sqlalchemy import JSON, Connection, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -83,7 +85,6 @@ def create_db_engine(settings: Settings, **overrides: Any) -> Engine:
         _make_sqlite_durable(engine, settings.sqlite_busy_timeout_ms)
     else:
         options: dict[str, Any] = dict(
-            pool_pre_ping=True,
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_pool_size,
             pool_timeout=10,
@@ -98,7 +99,39 @@ def create_db_engine(settings: Settings, **overrides: Any) -> Engine:
         )
         options.update(overrides)
         engine = create_engine(url, **options)
+        if not options.get("pool_pre_ping"):
+            _ping_after_idle(engine, PING_AFTER_IDLE_SECONDS)
     return engine
+
+
+PING_AFTER_IDLE_SECONDS = 5.0
+
+
+def _ping_after_idle(engine: Engine, idle_seconds: float) -> None:
+    """Ping a pooled connection before handing it out only when it sat idle for a while.
+
+    ``pool_pre_ping`` pings on every checkout: one more round trip on every Collect request.
+    A connection in steady use was just proven good; one that sat idle may have been cut by
+    a database restart or a proxy's idle timeout, and is pinged (and replaced, if dead)
+    before a request uses it. A connection that dies while in steady use fails its request
+    once (503, Collect retries) and SQLAlchemy then invalidates the whole pool.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_connection: Any, record: Any) -> None:
+        record.info["returned_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        returned = record.info.get("returned_at")
+        if returned is None or time.monotonic() - returned < idle_seconds:
+            return
+        try:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            dbapi_connection.rollback()
+        except Exception as exc:  # the pool retries with a new connection
+            raise DisconnectionError(f"idle connection is gone: {exc}") from exc
 
 
 def _make_sqlite_durable(engine: Engine, busy_timeout_ms: int) -> None:

@@ -56,6 +56,9 @@ class Envelope:
     device_id: str | None = None
     user_agent: str | None = None
     draft: bool = False
+    key_hash: str | None = None
+    """The hash of an app-user key recalled from the process's cache rather than checked by
+    its own query: ingest checks it again in its first statement, before storing anything."""
 
 
 @dataclass(frozen=True)
@@ -89,9 +92,12 @@ def ingest_submission(db: Session, store: BlobStore, *, project_id: int, xml: by
         db, project_id=form.project_id if form is not None else project_id,
         xml_form_id=instance.form_id, version=instance.version, draft=envelope.draft,
         instance_id=instance_id,
-        app_user_id=envelope.actor.app_user.id if envelope.actor.app_user else None)
+        app_user_id=envelope.actor.app_user.id if envelope.actor.app_user else None,
+        key_hash=envelope.key_hash)
     if found is None:
         raise Problems.not_found()
+    if not found.key_valid:
+        raise Problems.forbidden()
     if authorize is not None:
         authorize(found.form)
     form_def = _form_def(found, instance, envelope.draft)
@@ -118,31 +124,33 @@ def _create(db: Session, store: BlobStore, form: FormRef, form_def: VersionRef,
             instance: Instance, xml: bytes, xml_sha256: str, schema: FormSchema,
             files: Mapping[str, IncomingFile], envelope: Envelope,
             max_file_bytes: int | None) -> IngestResult:
-    """A new submission, written with one statement per table. The submission row goes
-    first: a request racing another with the same instanceID stops there (the unique key
-    waits for the other transaction), before it has stored any bytes. The files are stored
-    before the attachment rows that refer to them."""
+    """A new submission. Its row, its first version, its flattened rows and its audit event
+    are written first, in one statement on PostgreSQL: a request racing another with the
+    same instanceID stops there (the unique key waits for the other transaction), before it
+    has stored any bytes. The files are stored next, then the attachment rows that refer to
+    them."""
     assert instance.instance_id is not None
     expected = referenced_files(instance, schema)
     arriving = [name for name in expected if name in files]
+    rows = [] if instance.encrypted else _rows(form, instance, schema)
     app_user_id = envelope.actor.app_user.id if envelope.actor.app_user else None
-    device_id = _clip(envelope.device_id, 255)
-    submission_id = queries.ingest.insert_submission(db, {
-        "form_id": form.id, "draft": envelope.draft, "instance_id": instance.instance_id,
-        "submitter_user_id": envelope.actor.user_id, "submitter_app_user_id": app_user_id,
-        "device_id": device_id})
-    def_id = queries.ingest.insert_def(db, {
-        **_def_values(form, form_def, instance, xml, xml_sha256, envelope),
-        "submission_id": submission_id,
-        "attachments_expected": len(expected), "attachments_present": len(arriving)})
+    submission_id, def_id = queries.ingest.insert_new(
+        db,
+        submission={"form_id": form.id, "draft": envelope.draft,
+                    "instance_id": instance.instance_id,
+                    "submitter_user_id": envelope.actor.user_id,
+                    "submitter_app_user_id": app_user_id,
+                    "device_id": _clip(envelope.device_id, 255)},
+        definition={**_def_values(form, form_def, instance, xml, xml_sha256, envelope),
+                    "attachments_expected": len(expected),
+                    "attachments_present": len(arriving)},
+        rows=rows,
+        audit=_audit_event(envelope, "submission.create", form, form_def, None,
+                           instance.instance_id))
     blobs = _store_files(db, store, arriving, files, max_file_bytes)
     queries.ingest.insert_attachments(db, [
         {"submission_def_id": def_id, "name": name, "blob_id": blobs.get(name),
          "updated_at": utcnow() if name in blobs else None} for name in expected])
-    if not instance.encrypted:
-        queries.ingest.insert_rows(db, _rows(form, def_id, instance, schema))
-    _audit_stored(db, envelope, "submission.create", form, form_def, submission_id,
-                  instance.instance_id)
     ref = StoredRef(submission_id, instance.instance_id)
     return IngestResult(ref, ref, True, len(blobs))
 
@@ -173,9 +181,10 @@ def _edit(db: Session, store: BlobStore, form: FormRef, form_def: VersionRef,
     _carry_attachments(db, previous, definition)
     added = _attach(db, store, definition, files, max_file_bytes)
     if not instance.encrypted:
-        queries.ingest.insert_rows(db, _rows(form, definition.id, instance, schema))
-    _audit_stored(db, envelope, "submission.update", form, form_def, submission.id,
-                  instance.instance_id)
+        queries.ingest.insert_rows(db, [{**row, "submission_def_id": definition.id}
+                                        for row in _rows(form, instance, schema)])
+    queries.audit.insert(db, _audit_event(envelope, "submission.update", form, form_def,
+                                          submission.id, instance.instance_id))
     return IngestResult(StoredRef(submission.id, submission.instance_id),
                         StoredRef(definition.id, definition.instance_id), True, added)
 
@@ -195,13 +204,14 @@ def _def_values(form: FormRef, form_def: VersionRef, instance: Instance, xml: by
     }
 
 
-def _audit_stored(db: Session, envelope: Envelope, action: str, form: FormRef,
-                  form_def: VersionRef, submission_id: int, instance_id: str) -> None:
-    audit.record(db, envelope.actor, action, project_id=form.project_id,
-                 target=("submission", submission_id),
-                 details={"instanceId": instance_id, "formId": form.xml_form_id,
-                          "version": form_def.version, "deviceId": envelope.device_id,
-                          "draft": envelope.draft})
+def _audit_event(envelope: Envelope, action: str, form: FormRef, form_def: VersionRef,
+                 submission_id: int | None, instance_id: str) -> dict[str, Any]:
+    """``submission_id`` is None when the statement that writes the event fills it in."""
+    return audit.event(envelope.actor, action, project_id=form.project_id,
+                       target=("submission", submission_id),
+                       details={"instanceId": instance_id, "formId": form.xml_form_id,
+                                "version": form_def.version, "deviceId": envelope.device_id,
+                                "draft": envelope.draft})
 
 
 # -- steps ----------------------------------------------------------------------------------
@@ -341,14 +351,15 @@ def _carry_attachments(db: Session, previous: SubmissionDef, definition: Submiss
     db.flush()
 
 
-def _rows(form: FormRef, def_id: int, instance: Instance, schema: FormSchema) -> list[dict]:
+def _rows(form: FormRef, instance: Instance, schema: FormSchema) -> list[dict]:
+    """The flattened rows, without the version they belong to (not stored yet)."""
     try:
         rows = flatten(instance, schema)
     except InstanceInvalid as invalid:
         raise Problems.submission_unparseable(reason=invalid.message,
                                               issue=invalid.code) from None
     return [{
-        "submission_def_id": def_id, "form_id": form.id,
+        "form_id": form.id,
         "table_path": row.table if row.table is not None else ROOT_TABLE,
         "row_key": row.key, "parent_key": row.parent_key, "position": row.position,
         "data": row.values, "extra": row.extra or None,

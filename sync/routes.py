@@ -21,6 +21,7 @@ from flask import Blueprint, Response, g, request
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug import formparser
+from werkzeug.exceptions import HTTPException
 from werkzeug.sansio.multipart import MultipartDecoder
 
 from server import queries, web
@@ -30,7 +31,7 @@ from server.auth.actor import Actor
 from server.errors import Problem, Problems
 from server.models import Form, FormDef
 from server.queries.ingest import FormRef
-from server.services.app_users import authenticate_key
+from server.services.app_users import VERIFIED_KEYS, authenticate_key, authenticate_key_recent
 from sync import openrosa
 from sync.ingest import Envelope, IncomingFile, ingest_submission
 
@@ -100,8 +101,8 @@ def _headers() -> dict[str, str]:
 
 # -- who is calling -------------------------------------------------------------------------
 
-def _by_key(token: str, project_id: int) -> Caller:
-    actor = authenticate_key(web.db(), token)
+def _by_key(token: str, project_id: int, actor: Actor | None = None) -> Caller:
+    actor = actor or authenticate_key(web.db(), token)
     if actor.app_user is None or actor.app_user.project_id != project_id:
         raise Problems.forbidden()
     return Caller(actor, project_id, f"{web.settings().public_url}/v1/key/{token}/projects/"
@@ -223,7 +224,8 @@ def _xml(body: bytes, *, etag_of: str | None,
 
 # -- submission -----------------------------------------------------------------------------
 
-def _submission(caller: Caller, authorize: Callable[[Form], None] | None = None) -> Response:
+def _submission(caller: Caller, authorize: Callable[[Form], None] | None = None,
+                key_hash: str | None = None) -> Response:
     openrosa.check_openrosa_version(request.headers)
     if request.method in ("HEAD", "GET"):
         return Response(status=204, headers=_headers())
@@ -235,7 +237,7 @@ def _submission(caller: Caller, authorize: Callable[[Form], None] | None = None)
             files=files, form=db_form(caller), authorize=authorize,
             envelope=Envelope(actor=caller.actor, device_id=request.args.get("deviceID"),
                               user_agent=request.headers.get("User-Agent"),
-                              draft=caller.draft is not None),
+                              draft=caller.draft is not None, key_hash=key_hash),
             max_file_bytes=web.settings().max_submission_bytes)
 
     try:
@@ -341,8 +343,25 @@ def key_media(token: str, project_id: int, xml_form_id: str, name: str):
 
 @bp.route(f"{KEY}/submission", methods=["HEAD", "GET", "POST"])
 def key_submission(token: str, project_id: int):
-    caller = _by_key(token, project_id)
-    return _submission(caller, _assigned(caller))
+    if request.method != "POST":
+        # Collect's HEAD before each upload reveals and stores nothing: a key this process
+        # verified in the last few seconds is taken on trust.
+        caller = _by_key(token, project_id, authenticate_key_recent(web.db(), token))
+        return _submission(caller, _assigned(caller))
+    recalled = VERIFIED_KEYS.recall(token)
+    if recalled is None:
+        caller = _by_key(token, project_id)
+        return _submission(caller, _assigned(caller))
+    # A key verified earlier is checked again by ingest's first query, before anything is
+    # stored. Any refusal before that query (a broken body, an unknown form) re-checks the
+    # key first, so that a revoked key is always answered 403 and learns nothing else.
+    try:
+        caller = _by_key(token, project_id, recalled.actor())
+        return _submission(caller, _assigned(caller), key_hash=recalled.token_hash)
+    except (Problem, HTTPException):
+        web.db().rollback()
+        _by_key(token, project_id)
+        raise
 
 
 @bp.get(f"{USER}/formList")

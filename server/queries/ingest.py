@@ -12,13 +12,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, insert, select
+from sqlalchemy import and_, bindparam, exists, insert, literal, select, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
+from server.db import utcnow
 from server.models import (
+    AppUser,
+    AuditEvent,
     Form,
     FormAssignment,
     FormDef,
+    Project,
     Submission,
     SubmissionAttachment,
     SubmissionDef,
@@ -56,17 +61,27 @@ class Target:
     """The published version named by the instance (the draft, for test submissions)."""
     existing_def_id: int | None
     """A version already stored under the instanceID."""
+    key_valid: bool = True
+    """Whether the app-user key recalled from the cache is still valid (True when the
+    caller was verified by its own query)."""
 
 
-def _target_statement(draft: bool):
+def _target_statement(draft: bool, key_check: bool):
     version_match = (_defs.c.published_at.is_(None) if draft else
                      and_(_defs.c.published_at.is_not(None),
                           _defs.c.version == bindparam("version")))
     assigned = exists().where(FormAssignment.form_id == _forms.c.id,
                               FormAssignment.app_user_id == bindparam("app_user_id"))
+    # A key verified earlier by this process is re-checked here, in the same statement.
+    key_valid = (exists().where(AppUser.id == bindparam("app_user_id"),
+                                AppUser.token_hash == bindparam("key_hash"),
+                                AppUser.revoked_at.is_(None),
+                                Project.id == AppUser.project_id,
+                                Project.deleted_at.is_(None))
+                 if key_check else literal(True))
     return (
         select(_forms.c.id, _forms.c.project_id, _forms.c.xml_form_id, _forms.c.state,
-               assigned.label("assigned"),
+               assigned.label("assigned"), key_valid.label("key_valid"),
                _defs.c.id.label("def_id"), _defs.c.version, _defs.c.encryption_key,
                _defs.c.xml_sha256, _sub_defs.c.id.label("existing_def_id"))
         .select_from(
@@ -80,20 +95,26 @@ def _target_statement(draft: bool):
     )
 
 
-_TARGET = {False: _target_statement(False), True: _target_statement(True)}
+_TARGET = {(draft, key_check): _target_statement(draft, key_check)
+           for draft in (False, True) for key_check in (False, True)}
 
 
 def target(db: Session, *, project_id: int, xml_form_id: str, version: str, draft: bool,
-           instance_id: str, app_user_id: int | None) -> Target | None:
-    row = db.execute(_TARGET[draft], {
-        "project_id": project_id, "xml_form_id": xml_form_id, "version": version,
-        "instance_id": instance_id, "app_user_id": app_user_id}).first()
+           instance_id: str, app_user_id: int | None,
+           key_hash: str | None = None) -> Target | None:
+    """``key_hash``: the hash of an app-user key recalled from the process's cache, to
+    check again (``Target.key_valid``)."""
+    params = {"project_id": project_id, "xml_form_id": xml_form_id, "version": version,
+              "instance_id": instance_id, "app_user_id": app_user_id}
+    if key_hash is not None:
+        params["key_hash"] = key_hash
+    row = db.execute(_TARGET[draft, key_hash is not None], params).first()
     if row is None:
         return None
     form = FormRef(row.id, row.project_id, row.xml_form_id, row.state, bool(row.assigned))
     version_ref = (VersionRef(row.def_id, row.version, row.encryption_key, row.xml_sha256)
                    if row.def_id is not None else None)
-    return Target(form, version_ref, row.existing_def_id)
+    return Target(form, version_ref, row.existing_def_id, bool(row.key_valid))
 
 
 _SCHEMA = select(_defs.c.schema).where(_defs.c.id == bindparam("id"))
@@ -109,12 +130,101 @@ _INSERT_ATTACHMENTS = insert(SubmissionAttachment.__table__)
 _INSERT_ROWS = insert(SubmissionRow.__table__).execution_options(render_nulls=True)
 
 
-def insert_submission(db: Session, values: dict[str, Any]) -> int:
-    return db.execute(_INSERT_SUBMISSION, values).scalar_one()
+_INSERT_AUDIT = insert(AuditEvent.__table__)
 
 
-def insert_def(db: Session, values: dict[str, Any]) -> int:
-    return db.execute(_INSERT_DEF, values).scalar_one()
+def insert_new(db: Session, *, submission: dict[str, Any], definition: dict[str, Any],
+               rows: list[dict[str, Any]], audit: dict[str, Any]) -> tuple[int, int]:
+    """A new submission: its row, its first version, its flattened rows (without
+    ``submission_def_id``) and its audit event (without ``target_id``). Returns the
+    submission's id and the version's. One statement on PostgreSQL, four elsewhere; the
+    submission row goes in first either way, so a request racing another with the same
+    instanceID stops there."""
+    if db.get_bind().dialect.name == "postgresql":
+        return insert_new_postgresql(db, submission=submission, definition=definition,
+                                     rows=rows, audit=audit)
+    return insert_new_portable(db, submission=submission, definition=definition, rows=rows,
+                               audit=audit)
+
+
+def insert_new_portable(db: Session, *, submission: dict[str, Any],
+                        definition: dict[str, Any], rows: list[dict[str, Any]],
+                        audit: dict[str, Any]) -> tuple[int, int]:
+    submission_id = db.execute(_INSERT_SUBMISSION, submission).scalar_one()
+    def_id = db.execute(_INSERT_DEF, {**definition, "submission_id": submission_id}
+                        ).scalar_one()
+    insert_rows(db, [{**row, "submission_def_id": def_id} for row in rows])
+    db.execute(_INSERT_AUDIT, {**audit, "target_id": str(submission_id)})
+    return submission_id, def_id
+
+
+# PostgreSQL: data-modifying CTEs write all four in one round trip, in one statement that
+# psycopg prepares once per connection. Every column is listed, defaults included, because
+# a raw statement gets none of the models' Python-side defaults.
+_NEW_SUBMISSION = ("form_id", "draft", "instance_id", "review_state", "submitter_user_id",
+                   "submitter_app_user_id", "device_id", "created_at")
+_NEW_DEF = ("form_id", "draft", "form_def_id", "instance_id", "deprecated_id",
+            "instance_name", "xml", "xml_sha256", "encrypted", "current", "submitter_user_id",
+            "submitter_app_user_id", "device_id", "user_agent", "attachments_expected",
+            "attachments_present", "created_at")
+_NEW_AUDIT = ("logged_at", "actor_user_id", "actor_app_user_id", "action", "project_id",
+              "target_type", "details", "request_id")
+_ROW_FIELDS = ("table_path text, row_key text, parent_key text, position integer, "
+               "data jsonb, extra jsonb")
+
+
+def _placeholders(prefix: str, names: tuple[str, ...]) -> str:
+    return ", ".join(f":{prefix}{name}" for name in names)
+
+
+_INSERT_NEW_POSTGRESQL = text(f"""
+WITH s AS (
+    INSERT INTO submissions ({", ".join(_NEW_SUBMISSION)})
+    VALUES ({_placeholders("s_", _NEW_SUBMISSION)})
+    RETURNING id
+), d AS (
+    INSERT INTO submission_defs (submission_id, {", ".join(_NEW_DEF)})
+    SELECT s.id, {_placeholders("d_", _NEW_DEF)} FROM s
+    RETURNING id
+), r AS (
+    INSERT INTO submission_rows (submission_def_id, form_id, table_path, row_key,
+                                 parent_key, position, data, extra)
+    SELECT d.id, :r_form_id, x.table_path, x.row_key, x.parent_key, x.position, x.data,
+           x.extra
+    FROM d, ROWS FROM (jsonb_to_recordset(:rows) AS ({_ROW_FIELDS})) WITH ORDINALITY
+         AS x(table_path, row_key, parent_key, position, data, extra, n)
+    ORDER BY x.n
+), a AS (
+    INSERT INTO audit_events (target_id, {", ".join(_NEW_AUDIT)})
+    SELECT s.id::text, {_placeholders("a_", _NEW_AUDIT)} FROM s
+)
+SELECT s.id AS submission_id, d.id AS def_id FROM s, d
+""").bindparams(
+    *(bindparam(f"s_{c}", type_=_subs.c[c].type) for c in _NEW_SUBMISSION),
+    *(bindparam(f"d_{c}", type_=_sub_defs.c[c].type) for c in _NEW_DEF),
+    *(bindparam(f"a_{c}", type_=AuditEvent.__table__.c[c].type) for c in _NEW_AUDIT),
+    bindparam("r_form_id"), bindparam("rows", type_=JSONB()),
+)
+
+
+def insert_new_postgresql(db: Session, *, submission: dict[str, Any],
+                          definition: dict[str, Any], rows: list[dict[str, Any]],
+                          audit: dict[str, Any]) -> tuple[int, int]:
+    now = utcnow()
+    submission = {"review_state": "received", "created_at": now, **submission}
+    definition = {"current": True, "created_at": now, **definition}
+    audit = {"logged_at": now, **audit}
+    params: dict[str, Any] = {
+        **{f"s_{c}": submission.get(c) for c in _NEW_SUBMISSION},
+        **{f"d_{c}": definition.get(c) for c in _NEW_DEF},
+        **{f"a_{c}": audit.get(c) for c in _NEW_AUDIT},
+        "r_form_id": submission["form_id"],
+        "rows": [{"table_path": row["table_path"], "row_key": row["row_key"],
+                  "parent_key": row["parent_key"], "position": row["position"],
+                  "data": row["data"], "extra": row["extra"]} for row in rows],
+    }
+    found = db.execute(_INSERT_NEW_POSTGRESQL, params).one()
+    return found.submission_id, found.def_id
 
 
 def insert_attachments(db: Session, values: list[dict[str, Any]]) -> None:

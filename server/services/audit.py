@@ -16,8 +16,16 @@ _SECRET_KEYS = frozenset({"password", "token", "secret", "authorization", "csrf"
 def record(db: Session, actor: Actor, action: str, *, project_id: int | None = None,
            target: tuple[str, object] | None = None,
            details: dict[str, Any] | None = None) -> None:
+    queries.audit.insert(db, event(actor, action, project_id=project_id, target=target,
+                                   details=details))
+
+
+def event(actor: Actor, action: str, *, project_id: int | None = None,
+          target: tuple[str, object] | None = None,
+          details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The audit row ``record`` writes, for a caller that writes it in its own statement."""
     target_type, target_id = target if target else (None, None)
-    queries.audit.insert(db, {
+    return {
         "actor_user_id": actor.user_id,
         "actor_app_user_id": actor.app_user.id if actor.app_user else None,
         "action": action,
@@ -26,7 +34,7 @@ def record(db: Session, actor: Actor, action: str, *, project_id: int | None = N
         "target_id": None if target_id is None else str(target_id),
         "details": _redact(details) if details else None,
         "request_id": current_request_id(),
-    })
+    }
 
 
 def _redact(details: dict[str, Any]) -> dict[str, Any]:

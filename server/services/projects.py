@@ -10,6 +10,7 @@ from server.db import utcnow
 from server.errors import Problems
 from server.models import Project, ProjectRole, User
 from server.services import audit, rules
+from server.services.app_users import VERIFIED_KEYS
 
 
 def create_project(db: Session, actor: Actor, *, name: str,
@@ -42,6 +43,7 @@ def delete_project(db: Session, actor: Actor, project: Project) -> None:
     project.deleted_at = utcnow()
     for app_user in queries.app_users.list_(db, project.id):
         app_user.revoked_at = project.deleted_at
+        VERIFIED_KEYS.forget(app_user.id)
     db.flush()
     audit.record(db, actor, "project.delete", project_id=project.id,
                  target=("project", project.id))

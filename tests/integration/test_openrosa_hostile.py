@@ -298,6 +298,47 @@ def test_auth__unknown_malformed_or_revoked_key_is_403(client, collect, db, make
            Problems.forbidden)
 
 
+def test_auth__a_key_revoked_elsewhere_is_refused_although_this_process_verified_it(
+        client, collect, db, monkeypatch):
+    """The POST after a HEAD takes the app user from the process's cache of verified keys,
+    and ingest's first query checks the key again: revoked by another worker (no cache of
+    ours was told), it is refused before anything is stored, whatever the body."""
+    created(submit(client, collect.url, instance("uuid:cached-1")))  # verified, remembered
+    db.get(AppUser, collect.app_user.id).revoked_at = utcnow()  # as another worker would
+    db.commit()
+    for body in (multipart(xml_part(instance("uuid:cached-2"))),  # a good submission
+                 multipart(xml_part(instance("uuid:cached-3", form_id="nope"))),  # unknown form
+                 multipart(xml_part(b"<not xml"))):  # unparseable
+        before = collect.snapshot(db)
+        expect(send(client, collect.url, body), Problems.forbidden)
+        collect.assert_nothing_stored(db, before)
+    expect(send(client, collect.url, b"garbage", content_type="text/plain"), Problems.forbidden)
+    # A HEAD reveals and stores nothing: a key verified seconds ago passes it until the
+    # trust window ends.
+    assert client.head(f"{collect.url}/submission", headers=OR).status_code == 204
+    monkeypatch.setattr("server.services.app_users.HEAD_TRUST_SECONDS", 0.0)
+    expect(client.head(f"{collect.url}/submission", headers=OR), Problems.forbidden)
+    expect(client.get(f"{collect.url}/formList", headers=OR), Problems.forbidden)
+
+
+def test_auth__rotating_or_deleting_the_project_ends_a_remembered_key(client, collect, db,
+                                                                      make):
+    from server.services.app_users import rotate_token
+
+    created(submit(client, collect.url, instance("uuid:rot-1")))
+    new = rotate_token(db, SYSTEM, db.get(AppUser, collect.app_user.id))
+    db.commit()
+    for r in (client.head(f"{collect.url}/submission", headers=OR),
+              submit(client, collect.url, instance("uuid:rot-2"))):
+        expect(r, Problems.forbidden)
+    fresh = f"/v1/key/{new.token}/projects/{collect.project.id}"
+    created(submit(client, fresh, instance("uuid:rot-3")))
+    db.get(Project, collect.project.id).deleted_at = utcnow()  # no cache of ours was told
+    db.commit()
+    expect(submit(client, fresh, instance("uuid:rot-4")), Problems.forbidden)
+    assert count(db, SubmissionDef, SubmissionDef.instance_id == "uuid:rot-4") == 0
+
+
 def test_auth__key_of_project_a_on_project_b_is_403(client, collect, make):
     elsewhere = make.project("Elsewhere")
     token_url = collect.url.rsplit("/projects/", 1)[0]
