@@ -27,7 +27,8 @@ from server.services import accounts, app_users, projects
 from server.settings import Settings
 from server.storage import LocalBlobStore
 
-pytest_plugins = ["tests.fixtures_s3"]  # one moto server for the whole run
+pytest_plugins = ["tests.fixtures_s3",  # one moto server for the whole run
+                  "tests.support.fixtures"]  # a project, its manager, signed in
 
 TEST_DATABASE_URL_VAR = "DODOSO_TEST_DATABASE_URL"
 PASSWORD = "correct horse battery staple"

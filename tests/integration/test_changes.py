@@ -28,16 +28,16 @@ from server.app import create_app
 from server.auth.actor import SYSTEM, Actor
 from server.models import Form, Project, User
 from server.services import accounts, projects, review
-from server.services import forms as form_service
+from server.services.forms import FormsContext
 from server.storage import LocalBlobStore
 from sync.ingest import Envelope, ingest_submission
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, bearer
 from tests.integration.test_openrosa_concurrency import scratch_database_url, settings_for
 from tests.integration.test_openrosa_hostile import instance, survey
-from tests.support.xlsx import XLSX, md_to_xlsx
+from tests.support.api import XML, submit_xml
+from tests.support.forms import publish_md
 
 BACKENDS = ["sqlite", "postgresql"]
-XML = "application/xml"
 _forms = itertools.count(1)
 
 
@@ -57,12 +57,9 @@ class Env:
         with self.sessions() as db:
             project = db.get(Project, self.project_id)
             manager = db.get(User, self.manager_id)
-            form = form_service.create_form(
-                db, form_service.FormsContext(settings=self.app.extensions["dodoso"].settings,
-                                              store=self.store),
-                Actor(user=manager), project,
-                form_service.Upload(md_to_xlsx(survey(form_id)), f"{form_id}.xlsx", XLSX),
-                publish=True, ignore_warnings=True)
+            ctx = FormsContext(settings=self.app.extensions["dodoso"].settings, store=self.store)
+            form = publish_md(db, ctx, Actor(user=manager), project, survey(form_id),
+                              filename=f"{form_id}.xlsx")
             db.commit()
             return form
 
@@ -70,10 +67,8 @@ class Env:
         return f"/v1/projects/{self.project_id}/forms/{form.xml_form_id}"
 
     def submit(self, form: Form, instance_id: str, **kw) -> None:
-        r = self.client.post(f"{self.url(form)}/submissions",
-                             data=instance(instance_id, form_id=form.xml_form_id, **kw),
-                             content_type=XML, headers=self.headers)
-        assert r.status_code == 200, r.get_json()
+        submit_xml(self.client, f"{self.url(form)}/submissions", self.headers,
+                   instance(instance_id, form_id=form.xml_form_id, **kw))
 
     def poll(self, form: Form, cursor: str | None = None, limit: int | None = None) -> dict:
         query = {k: v for k, v in (("cursor", cursor), ("limit", limit)) if v is not None}
@@ -114,7 +109,7 @@ def env(request, tmp_path_factory) -> Iterator[Env]:
             client = app.test_client()
             login = client.post("/v1/sessions", json={"email": "manager@example.org",
                                                       "password": PASSWORD})
-            headers = {"Authorization": f"Bearer {login.get_json()['token']}"}
+            headers = bearer(login.get_json()["token"])
             yield Env(app, client, services.sessions, store, *ids, headers, request.param)
         finally:
             services.engine.dispose()

@@ -17,12 +17,9 @@ import pytest
 from openpyxl import load_workbook
 from sqlalchemy import select
 
-from server import queries
-from server.auth.actor import SYSTEM
 from server.models import AuditEvent
-from server.services.forms import assign_app_user
-from tests.integration.test_openrosa import OR
-from tests.support.xlsx import XLSX, md_to_xlsx
+from tests.support.api import create_draft, openrosa_submit, publish_version, upload_form
+from tests.support.forms import assigned_app_user
 
 FORM_ID = "migrants"
 CHOICES = """
@@ -119,34 +116,6 @@ def xml_v2(instance_id: str, *, name: str = "Baraka", age: str = "41",
 
 # -- fixtures ---------------------------------------------------------------------------------
 
-@pytest.fixture
-def project(make):
-    return make.project("Labour migration 2026")
-
-
-@pytest.fixture
-def manager(make, project):
-    return make.member(project, "manager")
-
-
-@pytest.fixture
-def auth(make, manager):
-    return make.auth(manager)
-
-
-def publish(client, project, auth, md: str, *, first: bool) -> None:
-    if first:
-        r = client.post(f"/v1/projects/{project.id}/forms?publish=true&ignoreWarnings=true",
-                        data=md_to_xlsx(md), content_type=XLSX, headers=auth)
-    else:
-        r = client.post(f"/v1/projects/{project.id}/forms/{FORM_ID}/draft?ignoreWarnings=true",
-                        data=md_to_xlsx(md), content_type=XLSX, headers=auth)
-        assert r.status_code == 200, r.get_json()
-        r = client.post(f"/v1/projects/{project.id}/forms/{FORM_ID}/draft/publish",
-                        headers=auth)
-    assert r.status_code == 200, r.get_json()
-
-
 class Collect:
     """An app user's tablet: multipart OpenRosa POSTs to the project."""
 
@@ -156,25 +125,17 @@ class Collect:
 
     def send(self, xml: bytes, files: dict[str, bytes] | None = None,
              device: str = "collect:tablet-1"):
-        data = {"xml_submission_file": (io.BytesIO(xml), "submission.xml", "text/xml")}
-        for name, content in (files or {}).items():
-            data[name] = (io.BytesIO(content), name, "image/jpeg")
-        r = self.client.post(f"{self.url}?deviceID={device}", data=data,
-                             content_type="multipart/form-data", headers=OR)
-        assert r.status_code == 201, r.data
-        return r
+        return openrosa_submit(self.client, f"{self.url}?deviceID={device}", xml, files)
 
 
 @pytest.fixture
 def v1(client, project, auth):
-    publish(client, project, auth, V1, first=True)
+    upload_form(client, project, auth, V1)
 
 
 @pytest.fixture
 def collect(client, make, project, v1, db):
-    app_user, token = make.app_user(project, "Tablet Kigoma")
-    assign_app_user(db, SYSTEM, queries.forms.get(db, project.id, FORM_ID), app_user.id)
-    db.commit()
+    app_user, token = assigned_app_user(make, db, project, FORM_ID, "Tablet Kigoma")
     return Collect(client, project, token, app_user)
 
 
@@ -182,7 +143,7 @@ def collect(client, make, project, v1, db):
 def submitted(client, project, auth, collect):
     """uuid:a (v1, photo, two members, two stays), then v2 published, uuid:b (v2)."""
     collect.send(xml_v1("uuid:a"), {"id.jpg": PHOTO})
-    publish(client, project, auth, V2, first=False)
+    publish_version(client, project, auth, FORM_ID, V2)
     collect.send(xml_v2("uuid:b"))
     return collect
 
@@ -458,14 +419,9 @@ def test_exports__leave_out_draft_test_submissions_and_deleted_ones(client, proj
     from server.db import utcnow
     from server.models import Submission
 
-    draft = client.post(url(project, "draft?ignoreWarnings=true"), data=md_to_xlsx(V2),
-                        content_type=XLSX, headers=auth)
-    assert draft.status_code == 200, draft.get_json()
-    test_url = (f"/v1/test/{draft.get_json()['draftToken']}/projects/{project.id}/forms/"
-                f"{FORM_ID}/draft/submission")
-    data = {"xml_submission_file": (io.BytesIO(xml_v2("uuid:draft")), "submission.xml")}
-    sent = client.post(test_url, data=data, content_type="multipart/form-data", headers=OR)
-    assert sent.status_code == 201, sent.data
+    token = create_draft(client, project, auth, FORM_ID, V2)["draftToken"]
+    openrosa_submit(client, f"/v1/test/{token}/projects/{project.id}/forms/{FORM_ID}/draft/"
+                    "submission", xml_v2("uuid:draft"))
     assert db.scalar(select(Submission.draft).where(Submission.instance_id == "uuid:draft"))
     deleted = db.scalar(select(Submission).where(Submission.instance_id == "uuid:b"))
     deleted.deleted_at = utcnow()
@@ -477,9 +433,7 @@ def test_exports__leave_out_draft_test_submissions_and_deleted_ones(client, proj
 
 
 def test_exports__a_form_never_published_is_404(client, project, auth):
-    r = client.post(f"/v1/projects/{project.id}/forms?ignoreWarnings=true",
-                    data=md_to_xlsx(V1), content_type=XLSX, headers=auth)
-    assert r.status_code == 200
+    upload_form(client, project, auth, V1, publish=False)
     r = client.get(url(project, "submissions.csv.zip"), headers=auth)
     assert r.status_code == 404 and r.get_json()["code"] == 404.1
 

@@ -21,11 +21,8 @@ from server.storage import BlobStoreUnavailable, LocalBlobStore, S3BlobStore
 from tests.fixtures_s3 import s3_settings
 from tests.integration.test_exports import (  # noqa: F401  (fixtures)
     PHOTO,
-    auth,
     collect,
     get,
-    manager,
-    project,
     read_csv,
     read_zip,
     submitted,

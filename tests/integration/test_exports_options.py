@@ -10,15 +10,12 @@ import pytest
 from tests.conftest import bearer
 from tests.integration.test_exports import (  # noqa: F401  (fixtures)
     FORM_ID,
-    auth,
     collect,
-    manager,
-    project,
     submitted,
     url,
     v1,
 )
-from tests.support.xlsx import XLSX, md_to_xlsx
+from tests.support.api import upload_form
 
 ROUTES = ["submissions.csv.zip", "submissions.csv", "submissions.xlsx", "submissions.geojson",
           "attachments.zip", "exports"]
@@ -98,9 +95,7 @@ def test_options__geojson_of_a_form_without_geo_fields_is_400(client, make, auth
 |          | form_title | form_id| version|
 |          | Plain      | plain  | 1      |
 """
-    r = client.post(f"/v1/projects/{project.id}/forms?publish=true&ignoreWarnings=true",
-                    data=md_to_xlsx(md), content_type=XLSX, headers=member)
-    assert r.status_code == 200
+    upload_form(client, project, member, md)
     r = client.get(f"/v1/projects/{project.id}/forms/plain/submissions.geojson", headers=member)
     assert r.status_code == 400 and r.get_json()["details"]["option"] == "geoField"
     r = client.get(f"/v1/projects/{project.id}/forms/plain/submissions.csv?labels=true&"

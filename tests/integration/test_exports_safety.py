@@ -16,12 +16,9 @@ from sqlalchemy import select
 from server.models import SubmissionRow
 from tests.integration.test_exports import (  # noqa: F401  (fixtures)
     ROOT_V2,
-    auth,
     by_key,
     collect,
     get,
-    manager,
-    project,
     read_csv,
     read_zip,
     submitted,

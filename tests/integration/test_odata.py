@@ -5,7 +5,6 @@ with the values submitted, keyset paging with ``$skiptoken``, ``$filter``, ``$or
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 import time
 from urllib.parse import parse_qs, urlsplit
@@ -19,41 +18,21 @@ from server.models import Form, Submission, User
 from server.odata.edmx import EDM_NS
 from server.services import review
 from tests.integration.test_changes import env  # noqa: F401  (an app with real commits)
-from tests.integration.test_submissions_api import QueryCounter
-from tests.support.xlsx import XLSX, md_to_xlsx
+from tests.support.api import XML, create_draft, openrosa_submit, submit_xml, upload_form
+from tests.support.sql import QueryCounter
 from tests.unit.odata.forms import FEED, feed_instance
 
-XML = "application/xml"
 PUBLIC = "https://dodoso.test"
 
 
 @pytest.fixture
-def project(make):
-    return make.project("Migration Profile")
-
-
-@pytest.fixture
-def manager(make, project):
-    return make.member(project, "manager")
-
-
-@pytest.fixture
-def auth(make, manager):
-    return make.auth(manager)
-
-
-@pytest.fixture
 def base(client, project, auth):
-    r = client.post(f"/v1/projects/{project.id}/forms?publish=true&ignoreWarnings=true",
-                    data=md_to_xlsx(FEED), content_type=XLSX, headers=auth)
-    assert r.status_code == 200, r.get_json()
+    upload_form(client, project, auth, FEED)
     return f"/v1/projects/{project.id}/forms/feed"
 
 
 def submit(client, base, auth, xml: bytes, query: str = ""):
-    r = client.post(f"{base}/submissions{query}", data=xml, content_type=XML, headers=auth)
-    assert r.status_code == 200, r.get_json()
-    return r.get_json()
+    return submit_xml(client, f"{base}/submissions{query}", auth, xml)
 
 
 def get(client, url, auth, status=200):
@@ -402,15 +381,9 @@ def test_deleted_submissions_leave_the_feed(client, base, auth):
 
 
 def test_draft_feed_serves_test_submissions(client, base, auth, project):
-    draft = client.post(f"{base}/draft", headers=auth)
-    assert draft.status_code == 200, draft.get_json()
-    token = draft.get_json()["draftToken"]
-    data = {"xml_submission_file": (io.BytesIO(feed_instance("uuid:test-1")), "submission.xml",
-                                    "text/xml")}
-    r = client.post(f"/v1/test/{token}/projects/{project.id}/forms/feed/draft/submission",
-                    data=data, content_type="multipart/form-data",
-                    headers={"X-OpenRosa-Version": "1.0"})
-    assert r.status_code == 201, r.data
+    token = create_draft(client, project, auth, "feed")["draftToken"]
+    openrosa_submit(client, f"/v1/test/{token}/projects/{project.id}/forms/feed/draft/submission",
+                    feed_instance("uuid:test-1"))
     assert get(client, f"{base}.svc/Submissions", auth)["value"] == []
     drafted = get(client, f"{base}/draft.svc/Submissions", auth)
     assert [e["__id"] for e in drafted["value"]] == ["uuid:test-1"]

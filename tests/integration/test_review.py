@@ -8,46 +8,30 @@ import datetime as dt
 import pytest
 from sqlalchemy import event, func, select, update
 
-from server import queries
-from server.auth.actor import SYSTEM
 from server.models import AuditEvent, Submission, SubmissionComment
-from server.services.forms import assign_app_user
 from tests.integration.test_openrosa import SURVEY
-from tests.integration.test_openrosa import post as openrosa_post
-from tests.integration.test_submissions_api import QueryCounter, instance
-from tests.support.xlsx import XLSX, md_to_xlsx
-
-XML = "application/xml"
-
-
-@pytest.fixture
-def project(make):
-    return make.project("Migration Profile")
-
-
-@pytest.fixture
-def manager(make, project):
-    return make.member(project, "manager")
-
-
-@pytest.fixture
-def auth(make, manager):
-    return make.auth(manager)
+from tests.integration.test_submissions_api import instance
+from tests.support.api import (
+    XML,
+    create_draft,
+    openrosa_submit,
+    publish_draft,
+    submit_xml,
+    upload_form,
+)
+from tests.support.forms import assigned_app_user
+from tests.support.sql import QueryCounter
 
 
 @pytest.fixture
 def url(client, project, auth):
-    r = client.post(f"/v1/projects/{project.id}/forms?publish=true&ignoreWarnings=true",
-                    data=md_to_xlsx(SURVEY), content_type=XLSX, headers=auth)
-    assert r.status_code == 200, r.get_json()
+    upload_form(client, project, auth, SURVEY)
     return f"/v1/projects/{project.id}/forms/hh/submissions"
 
 
 def submit(client, url, auth, n: int, *, device: str | None = None, version: str = "1"):
     query = f"?deviceID={device}" if device else ""
-    r = client.post(f"{url}{query}", data=instance(f"uuid:{n:04d}", version=version),
-                    content_type=XML, headers=auth)
-    assert r.status_code == 200, r.get_json()
+    submit_xml(client, f"{url}{query}", auth, instance(f"uuid:{n:04d}", version=version))
     return f"uuid:{n:04d}"
 
 
@@ -166,11 +150,9 @@ def test_bulk_review__by_device_submitter_app_user_and_version(client, url, auth
     submit(client, url, auth, 2, device="collect%3Ab")
     other = make.member(project, "data-manager")
     submit(client, url, make.auth(other), 3)
-    app_user, token = make.app_user(project)
-    assign_app_user(db, SYSTEM, queries.forms.get(db, project.id, "hh"), app_user.id)
-    db.commit()
-    key = f"/v1/key/{token}/projects/{project.id}"
-    assert openrosa_post(client, key, instance("uuid:0004")).status_code == 201
+    app_user, token = assigned_app_user(make, db, project, "hh")
+    openrosa_submit(client, f"/v1/key/{token}/projects/{project.id}/submission"
+                    "?deviceID=collect%3Aabc", instance("uuid:0004"))
 
     def bulk(query: str, state: str) -> int:
         r = client.post(f"{url}/review?{query}", json={"reviewState": state}, headers=auth)
@@ -184,10 +166,8 @@ def test_bulk_review__by_device_submitter_app_user_and_version(client, url, auth
                           "uuid:0003": "rejected", "uuid:0004": "hasIssues"}
     assert bulk(f"submitterId={manager.id}&appUserId={app_user.id}", "received") == 2
 
-    r = client.post(f"/v1/projects/{project.id}/forms/hh/draft", headers=auth)
-    assert r.status_code == 200, r.get_json()
-    r = client.post(f"/v1/projects/{project.id}/forms/hh/draft/publish?version=2", headers=auth)
-    assert r.status_code == 200, r.get_json()
+    create_draft(client, project, auth, "hh")
+    publish_draft(client, project, auth, "hh", version="2")
     submit(client, url, auth, 5, version="2")
     assert bulk("formVersion=2", "approved") == 1
     assert states(db)["uuid:0005"] == "approved"

@@ -4,8 +4,6 @@ the form; and the names they get."""
 
 from __future__ import annotations
 
-import io
-
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import text
@@ -13,8 +11,8 @@ from sqlalchemy import text
 from forms.schema import Field, FormSchema
 from server.cli import main
 from server.queries import views as view_queries
-from tests.integration.test_openrosa import OR
-from tests.support.xlsx import XLSX, md_to_xlsx
+from tests.support.api import openrosa_submit, publish_version, submit_xml, upload_form
+from tests.support.forms import publish_md
 
 SURVEY = """
 | survey   |               |          |                      |
@@ -75,22 +73,14 @@ def postgres(db):
 
 
 @pytest.fixture
-def census(client, make, postgres):
-    project = make.project("Views")
-    manager = make.member(project, "manager")
-    auth = make.auth(manager)
-    _, token = make.app_user(project)
-    r = client.post(f"/v1/projects/{project.id}/forms?publish=true&ignoreWarnings=true",
-                    data=md_to_xlsx(SURVEY.format(version="1")), content_type=XLSX,
-                    headers=auth)
-    assert r.status_code == 200, r.get_json()
+def census(client, make, postgres, project, auth):
+    make.app_user(project)
+    upload_form(client, project, auth, SURVEY.format(version="1"))
     return project, auth
 
 
 def post(client, project, auth, xml: bytes) -> None:
-    r = client.post(f"/v1/projects/{project.id}/forms/census/submissions", data=xml,
-                    content_type="application/xml", headers=auth)
-    assert r.status_code == 200, r.get_json()
+    submit_xml(client, f"/v1/projects/{project.id}/forms/census/submissions", auth, xml)
 
 
 def rows(db, sql: str) -> list[dict]:
@@ -119,12 +109,7 @@ def test_views__a_published_form_reads_as_tables(client, census, postgres):
 def test_views__a_new_version_adds_its_columns_and_old_rows_stay(client, census, postgres):
     project, auth = census
     post(client, project, auth, instance("uuid:1"))
-    r = client.post(f"/v1/projects/{project.id}/forms/census/draft",
-                    data=md_to_xlsx(SURVEY_V2.format(version="2")), content_type=XLSX,
-                    headers=auth)
-    assert r.status_code == 200, r.get_json()
-    r = client.post(f"/v1/projects/{project.id}/forms/census/draft/publish", headers=auth)
-    assert r.status_code == 200, r.get_json()
+    publish_version(client, project, auth, "census", SURVEY_V2.format(version="2"))
     post(client, project, auth, instance("uuid:2", version="2", district="Kigoma"))
     found = rows(postgres, f'SELECT instance_id, form_version, district FROM '
                            f'"v{project.id}_census" ORDER BY instance_id')
@@ -157,10 +142,8 @@ def test_views__submitted_through_collect_too(client, census, postgres, make):
     r = client.post(f"/v1/projects/{project.id}/forms/census/assignments/app-user/"
                     f"{app_user.id}", headers=auth)
     assert r.status_code in (200, 201), r.get_json()
-    r = client.post(f"/v1/key/{token}/projects/{project.id}/submission", headers=OR,
-                    data={"xml_submission_file": (io.BytesIO(instance("uuid:c1")), "submission.xml",
-                                                  "text/xml")})
-    assert r.status_code == 201, r.data
+    openrosa_submit(client, f"/v1/key/{token}/projects/{project.id}/submission",
+                    instance("uuid:c1"))
     assert rows(postgres, f'SELECT instance_id FROM "v{project.id}_census"') == [
         {"instance_id": "uuid:c1"}]
 
@@ -176,47 +159,36 @@ def test_views__migrations_drop_them_and_upgrade_rebuilds_them(postgres, tmp_pat
     from sqlalchemy.orm import Session
 
     from server import migrate
-    from server.db import create_db_engine
-    from server.services.forms import FormsContext, Upload, create_form
-    from server.settings import Settings
+    from server.auth.actor import SYSTEM
+    from server.services.forms import FormsContext
+    from server.services.projects import create_project
     from server.storage import open_blob_store
-    from tests.support.scratch import scratch_postgres_database
+    from tests.support.scratch import migrated_scratch_postgres
 
     base_url = postgres.get_bind().engine.url.render_as_string(hide_password=False)
-    with scratch_postgres_database(base_url, tmp_path, prefix="dodoso_views") as url:
-        settings = Settings(env="test", database_url=url, blob_store=str(tmp_path / "blobs"),
-                            odk_validate="off")
+    scratch = migrated_scratch_postgres(base_url, tmp_path, prefix="dodoso_views")
+    with scratch as (settings, engine):
+        with Session(engine) as db:
+            project = create_project(db, SYSTEM, name="Views")
+            publish_md(db, FormsContext(settings, open_blob_store(settings)), SYSTEM, project,
+                       SURVEY.format(version="1"), filename="census.xlsx")
+            db.commit()
+            expected = [f"v{project.id}_census", f"v{project.id}_census__members"]
+
+        def names() -> list[str]:
+            with engine.connect() as conn:
+                return view_queries.all_views(conn)
+
+        assert names() == expected
+        migrate.downgrade(settings, "0003")
+        assert names() == []
         migrate.upgrade(settings)
-        engine = create_db_engine(settings)
-        try:
-            with Session(engine) as db:
-                from server.auth.actor import SYSTEM
-                from server.services.projects import create_project
-
-                project = create_project(db, SYSTEM, name="Views")
-                create_form(db, FormsContext(settings, open_blob_store(settings)), SYSTEM,
-                            project, Upload(md_to_xlsx(SURVEY.format(version="1")),
-                                            "census.xlsx", XLSX), publish=True,
-                            ignore_warnings=True)
-                db.commit()
-                expected = [f"v{project.id}_census", f"v{project.id}_census__members"]
-
-            def names() -> list[str]:
-                with engine.connect() as conn:
-                    return view_queries.all_views(conn)
-
-            assert names() == expected
-            migrate.downgrade(settings, "0003")
-            assert names() == []
-            migrate.upgrade(settings)
-            assert names() == expected
-            with engine.begin() as conn:
-                view_queries.drop(conn, expected)
-            result = CliRunner().invoke(main, ["db", "views"], env={
-                "DODOSO_ENV": "development", "DODOSO_DATABASE_URL": url,
-                "DODOSO_BLOB_STORE": str(tmp_path / "blobs"), "DODOSO_LOG_LEVEL": "WARNING"})
-            assert result.exit_code == 0, (result.output, result.exception)
-            assert f"{project.id}/census: v{project.id}_census__members" in result.output
-            assert names() == expected
-        finally:
-            engine.dispose()
+        assert names() == expected
+        with engine.begin() as conn:
+            view_queries.drop(conn, expected)
+        result = CliRunner().invoke(main, ["db", "views"], env={
+            "DODOSO_ENV": "development", "DODOSO_DATABASE_URL": settings.database_url,
+            "DODOSO_BLOB_STORE": str(tmp_path / "blobs"), "DODOSO_LOG_LEVEL": "WARNING"})
+        assert result.exit_code == 0, (result.output, result.exception)
+        assert f"{project.id}/census: v{project.id}_census__members" in result.output
+        assert names() == expected

@@ -17,10 +17,7 @@ from server.queries import filters
 from server.queries.filters import SubmissionFilter
 from tests.integration.test_exports import (  # noqa: F401  (fixtures)
     FORM_ID,
-    auth,
     collect,
-    manager,
-    project,
     read_csv,
     submitted,
     url,
@@ -28,6 +25,7 @@ from tests.integration.test_exports import (  # noqa: F401  (fixtures)
     xml_v1,
     xml_v2,
 )
+from tests.support.api import submit_xml
 
 JAN, FEB, MAR = (dt.datetime(2026, m, 1, tzinfo=dt.timezone.utc) for m in (1, 2, 3))
 
@@ -37,9 +35,7 @@ def varied(client, project, auth, submitted, db):
     """uuid:a (v1, app user, tablet-1, January, approved), uuid:b (v2, app user, tablet-1,
     February), uuid:c (v2, the manager over the REST API, tablet-9, March, hasIssues),
     uuid:d (v2, tablet-2, edited twice: uuid:d2 then uuid:d3)."""
-    r = client.post(url(project, "submissions?deviceID=tablet-9"), data=xml_v2("uuid:c"),
-                    content_type="application/xml", headers=auth)
-    assert r.status_code == 200, r.get_json()
+    submit_xml(client, url(project, "submissions?deviceID=tablet-9"), auth, xml_v2("uuid:c"))
     submitted.send(xml_v2("uuid:d"), device="tablet-2")
     submitted.send(xml_v2("uuid:d2", deprecated="uuid:d"), device="tablet-2")
     submitted.send(xml_v2("uuid:d3", deprecated="uuid:d2"), device="tablet-2")

@@ -3,17 +3,16 @@ read as JSON and as XML, edit by PUT, versions, attachments, and who may do what
 
 from __future__ import annotations
 
-import io
-
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from server.db import utcnow
 from server.models import AuditEvent, Submission, SubmissionDef
-from tests.integration.test_openrosa import OR, SURVEY
-from tests.support.xlsx import XLSX, md_to_xlsx
+from tests.integration.test_openrosa import SURVEY
+from tests.support.api import XML, openrosa_submit, upload_form
+from tests.support.forms import assigned_app_user
+from tests.support.sql import QueryCounter
 
-XML = "application/xml"
 PHOTO = b"\xff\xd8\xff\xe0 a photo of an ID card"
 
 
@@ -30,47 +29,14 @@ def instance(instance_id: str = "uuid:0001", *, name: str = "Amina", version: st
 
 
 @pytest.fixture
-def project(make):
-    return make.project("Migration Profile")
-
-
-@pytest.fixture
-def manager(make, project):
-    return make.member(project, "manager")
-
-
-@pytest.fixture
-def auth(make, manager):
-    return make.auth(manager)
-
-
-@pytest.fixture
-def url(client, make, project, auth):
-    r = client.post(f"/v1/projects/{project.id}/forms?publish=true&ignoreWarnings=true",
-                    data=md_to_xlsx(SURVEY), content_type=XLSX, headers=auth)
-    assert r.status_code == 200, r.get_json()
+def url(client, project, auth):
+    upload_form(client, project, auth, SURVEY)
     return f"/v1/projects/{project.id}/forms/hh/submissions"
 
 
 def create(client, url, auth, xml: bytes | None = None, content_type: str = XML, query=""):
     return client.post(f"{url}{query}", data=instance() if xml is None else xml,
                        content_type=content_type, headers=auth)
-
-
-class QueryCounter:
-    def __init__(self, engine) -> None:
-        self.engine, self.statements = engine, []
-
-    def __enter__(self) -> QueryCounter:
-        event.listen(self.engine, "before_cursor_execute", self._seen)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        event.remove(self.engine, "before_cursor_execute", self._seen)
-
-    def _seen(self, conn, cursor, statement, *args) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
-            self.statements.append(statement)
 
 
 # -- create ---------------------------------------------------------------------------------
@@ -180,17 +146,9 @@ def test_list__one_query_for_the_page_however_long(client, url, auth, engine, ma
 def test_list__extended_metadata_shows_the_submitters(client, url, auth, manager, make,
                                                       project, db):
     assert create(client, url, auth).status_code == 200
-    app_user, token = make.app_user(project)
-    from server import queries
-    from server.auth.actor import SYSTEM
-    from server.services.forms import assign_app_user
-    assign_app_user(db, SYSTEM, queries.forms.get(db, project.id, "hh"), app_user.id)
-    db.commit()
-    xml = instance("uuid:from-collect")
-    r = client.post(f"/v1/key/{token}/projects/{project.id}/submission",
-                    data={"xml_submission_file": (io.BytesIO(xml), "submission.xml")},
-                    content_type="multipart/form-data", headers=OR)
-    assert r.status_code == 201, r.data
+    app_user, token = assigned_app_user(make, db, project, "hh")
+    openrosa_submit(client, f"/v1/key/{token}/projects/{project.id}/submission",
+                    instance("uuid:from-collect"))
 
     plain = client.get(url, headers=auth).get_json()
     assert "submitter" not in plain[0]

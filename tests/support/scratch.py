@@ -8,9 +8,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
+from server import migrate
 from server.db import create_db_engine
 from server.settings import Settings
 
@@ -32,3 +33,19 @@ def scratch_postgres_database(base_url: str, tmp_path: Path, *, prefix: str) -> 
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
         admin.dispose()
+
+
+@contextmanager
+def migrated_scratch_postgres(base_url: str, tmp_path: Path, *,
+                              prefix: str) -> Iterator[tuple[Settings, Engine]]:
+    """A scratch database upgraded to the head migration: settings for it (blobs under
+    ``tmp_path``, ODK Validate off) and an engine on it, disposed before the drop."""
+    with scratch_postgres_database(base_url, tmp_path, prefix=prefix) as url:
+        settings = Settings(env="test", database_url=url, blob_store=str(tmp_path / "blobs"),
+                            odk_validate="off")
+        migrate.upgrade(settings)
+        engine = create_db_engine(settings)
+        try:
+            yield settings, engine
+        finally:
+            engine.dispose()
