@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
+from typing import Any
 
 from flask import Flask, Response, g, request
+from flask.sessions import SessionInterface
 from sqlalchemy import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -53,6 +56,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         MAX_CONTENT_LENGTH=settings.max_submission_bytes,
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.session_interface = _NoCookieSession()
     if settings.trust_proxy:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_port=1)  # type: ignore[method-assign]
 
@@ -101,22 +105,47 @@ def _require_authentication() -> None:
     require_authenticated(web.actor())
 
 
+_DEFAULT_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Frame-Options", "DENY"),
+    ("Cache-Control", "no-store"),
+)
+
+
 def _finish(response: Response) -> Response:
-    response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault("Cache-Control", "no-store")
-    actor = g.get("actor")
-    log.info(
-        "request",
-        method=request.method,
-        path=redact_path(request.path),
-        status=response.status_code,
-        ms=round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 1),
-        user=actor.user_id if actor else None,
-    )
+    headers = response.headers
+    # Werkzeug's Headers is a list: look the names up once, not once per header.
+    present = {name.lower() for name, _ in headers.items()}
+    if REQUEST_ID_HEADER.lower() in present:
+        headers[REQUEST_ID_HEADER] = g.get("request_id", "")
+    else:
+        headers.add(REQUEST_ID_HEADER, g.get("request_id", ""))
+    for name, value in _DEFAULT_HEADERS:
+        if name.lower() not in present:
+            headers.add(name, value)
+    if log.is_enabled_for(logging.INFO):
+        actor = g.get("actor")
+        log.info(
+            "request",
+            method=request.method,
+            path=redact_path(request.path),
+            status=response.status_code,
+            ms=round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 1),
+            user=actor.user_id if actor else None,
+        )
     return response
+
+
+class _NoCookieSession(SessionInterface):
+    """dodoso keeps nothing in Flask's signed-cookie session (sign-in is a token looked up
+    in the database), so no request pays to open or save one."""
+
+    def open_session(self, app: Flask, request: Any) -> Any:
+        return self.make_null_session(app)
+
+    def save_session(self, app: Flask, session: Any, response: Any) -> None:
+        return None
 
 
 def _close_session(_exc: BaseException | None) -> None:
