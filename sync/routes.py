@@ -356,7 +356,7 @@ def key_submission(token: str, project_id: int):
     # stored. Any refusal before that query (a broken body, an unknown form) re-checks the
     # key first, so that a revoked key is always answered 403 and learns nothing else.
     try:
-        caller = _by_key(token, project_id, recalled.actor())
+        caller = _by_key(token, project_id, recalled.actor)
         return _submission(caller, _assigned(caller), key_hash=recalled.token_hash)
     except (Problem, HTTPException):
         web.db().rollback()

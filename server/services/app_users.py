@@ -92,10 +92,9 @@ class RecalledKey:
     app_user_id: int
     project_id: int
     verified_at: float
-
-    def actor(self) -> Actor:
-        # A transient stand-in: the sync path reads only the app user's id and project.
-        return Actor(app_user=AppUser(id=self.app_user_id, project_id=self.project_id))
+    actor: Actor
+    """A stand-in built once: a transient app user with only its id and project, which is
+    all the sync path reads. Never added to a session."""
 
 
 class VerifiedKeys:
@@ -110,7 +109,9 @@ class VerifiedKeys:
     def remember(self, hashed: str, app_user_id: int, project_id: int) -> None:
         if len(self._entries) >= self.size:  # oldest out; dict operations are atomic
             self._entries.pop(next(iter(self._entries), ""), None)
-        self._entries[hashed] = RecalledKey(hashed, app_user_id, project_id, time.monotonic())
+        self._entries[hashed] = RecalledKey(
+            hashed, app_user_id, project_id, time.monotonic(),
+            Actor(app_user=AppUser(id=app_user_id, project_id=project_id)))
 
     def recall(self, token: str) -> RecalledKey | None:
         return self._entries.get(token_hash(token)) if looks_like_token(token) else None
@@ -135,5 +136,5 @@ def authenticate_key_recent(db: Session, token: str, within: float | None = None
     within = HEAD_TRUST_SECONDS if within is None else within
     recalled = VERIFIED_KEYS.recall(token)
     if recalled is not None and time.monotonic() - recalled.verified_at < within:
-        return recalled.actor()
+        return recalled.actor
     return authenticate_key(db, token)
