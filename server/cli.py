@@ -427,6 +427,7 @@ def worker(ctx: Context, once: bool, poll_seconds: float) -> None:
     """Run background jobs from the jobs table."""
     from server.db import utcnow
     from server.logs import configure_logging, log
+    from server.services import entities, exports, gc  # noqa: F401  (their jobs register)
     from server.services.jobs import enqueue_due, run_one
 
     configure_logging(ctx.settings)

@@ -180,6 +180,17 @@ class Problems:
     database_unavailable = _p(503.2, "The database is temporarily unavailable. Please retry.",
                               headers={"Retry-After": "10"})
 
+    # entity lists: why a submission made no entity (recorded per submission, as Central's
+    # entity.error), on Central's codes where dodoso had not used them
+    entity_invalid = _p(400.28, "The entity in the submission is invalid: {reason}.")
+    entity_action_not_permitted = _p(403.3, "The submission attempts an entity {action}, but "
+                                            "the form does not permit that action.")
+    entity_not_found = _p(404.8, "The entity with UUID ({uuid}) specified in the submission "
+                                 "does not exist in the dataset ({dataset}).")
+    entity_version_not_found = _p(404.9, "Base version ({base_version}) does not exist for "
+                                         "entity UUID ({uuid}) in dataset ({dataset}).")
+    entity_deleted = _p(404.11, "The entity with UUID ({uuid}) has been deleted.")
+
 
 def all_problem_types() -> dict[str, _ProblemType]:
     return {k: v for k, v in vars(Problems).items() if isinstance(v, _ProblemType)}

@@ -32,7 +32,7 @@ from server.errors import Problem, Problems
 from server.models import Form, FormDef
 from server.queries.ingest import FormRef
 from server.services.app_users import VERIFIED_KEYS, authenticate_key, authenticate_key_recent
-from sync import openrosa
+from sync import entity_lists, openrosa
 from sync.ingest import Envelope, IncomingFile, ingest_submission
 
 
@@ -184,9 +184,12 @@ def _manifest(caller: Caller, xml_form_id: str) -> Response:
     form, form_def = _resolve(caller, xml_form_id)
     base = (caller.base_url if caller.draft is not None
             else f"{caller.base_url}/forms/{quote(form.xml_form_id, safe='')}")
-    files = [openrosa.ManifestFile(name=a.name, hash_md5=b.md5,
+    attachments = queries.forms.attachments(web.db(), form_def.id)
+    lists = entity_lists.linked_lists(web.db(), caller.project_id, attachments)
+    files = [openrosa.ManifestFile(name=a.name,
+                                   hash_md5=b.md5 if b is not None else lists[a.name].md5,
                                    download_url=f"{base}/attachments/{quote(a.name, safe='')}")
-             for a, b in queries.forms.attachments(web.db(), form_def.id) if b is not None]
+             for a, b in attachments if b is not None or a.name in lists]
     return _xml(openrosa.manifest_xml(files), etag_of=None)
 
 
@@ -196,7 +199,10 @@ def _media(caller: Caller, xml_form_id: str, name: str) -> Response:
     blob = (queries.blobs.get(web.db(), attachment.blob_id)
             if attachment is not None and attachment.blob_id else None)
     if blob is None:
-        raise Problems.not_found()
+        listed = entity_lists.linked_list(web.db(), caller.project_id, attachment)
+        if listed is None:
+            raise Problems.not_found()
+        return entity_lists.csv_response(listed, request, _headers())
     response = Response(web.services().blob_store.iter_chunks(blob.sha256),
                         mimetype=blob.content_type)
     response.headers.update(_headers())

@@ -8,6 +8,7 @@ from flask_smorest import Api
 from server.api import (
     app_users,
     changes,
+    entities,
     exports,
     forms,
     odata,
@@ -19,7 +20,7 @@ from server.api import (
 )
 
 BLUEPRINTS = (sessions.blp, users.blp, projects.blp, app_users.blp, forms.blp, submissions.blp,
-              system.blp, exports.blp, odata.blp, changes.blp)
+              system.blp, exports.blp, odata.blp, changes.blp, entities.blp)
 
 OPENAPI_CONFIG = {
     "API_TITLE": "dodoso",

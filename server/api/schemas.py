@@ -404,3 +404,82 @@ class SubmissionFilterArgs(ApiSchema):
             device_ids=tuple(data["device_id"]), review_states=tuple(data["review_state"]),
             form_versions=tuple(data["form_version"]),
             include_history=data["include_history"])
+
+
+# -- entity lists (datasets) and entities -----------------------------------------------------
+
+def _creator_id(record: object) -> int | None:
+    """As ``_submitter_id``: a web user's id, else the app user's."""
+    user_id = getattr(record, "creator_user_id", None)
+    return user_id if user_id is not None else getattr(record, "creator_app_user_id", None)
+
+
+class DatasetSchema(ApiSchema):
+    """Central's Dataset; dumps ``{"dataset": Dataset, "stats": DatasetStats | None}``.
+    Approval is never required and entity lists are never owner-only here."""
+
+    name = fields.String(attribute="dataset.name")
+    created_at = fields.DateTime(attribute="dataset.created_at")
+    project_id = fields.Integer(attribute="dataset.project_id")
+    approval_required = fields.Constant(False)
+    owner_only = fields.Constant(False)
+
+
+class DatasetExtendedSchema(DatasetSchema):
+    """``X-Extended-Metadata: true``: how many entities, the newest, how many in conflict."""
+
+    entities = fields.Integer(attribute="stats.entities")
+    last_entity = fields.DateTime(attribute="stats.last_entity", allow_none=True)
+    conflicts = fields.Integer(attribute="stats.conflicts")
+
+
+class DatasetPropertySchema(ApiSchema):
+    name = fields.String()
+    published_at = fields.String(allow_none=True)
+    odata_name = fields.String()
+    forms = fields.List(fields.Dict())
+
+
+class DatasetMetadataSchema(DatasetSchema):
+    last_update = fields.DateTime(allow_none=True)
+    properties = fields.List(fields.Nested(DatasetPropertySchema))
+    source_forms = fields.List(fields.Dict())
+    linked_forms = fields.List(fields.Dict())
+
+
+class EntityVersionSchema(ApiSchema):
+    """One version of an entity; dumps ``{"version": EntityVersion, "current": bool}``."""
+
+    label = fields.String(attribute="version.label")
+    current = fields.Boolean()
+    creator_id = fields.Function(lambda v: _creator_id(v["version"]))
+    user_agent = fields.String(attribute="version.user_agent", allow_none=True)
+    version = fields.Integer(attribute="version.version")
+    base_version = fields.Integer(attribute="version.base_version", allow_none=True)
+    conflicting_properties = fields.List(fields.String(), allow_none=True,
+                                         attribute="version.conflicting_properties")
+    created_at = fields.DateTime(attribute="version.created_at")
+
+
+class EntityVersionDataSchema(EntityVersionSchema):
+    data = fields.Dict(attribute="version.data")
+    data_received = fields.Dict(attribute="version.data_received")
+
+
+class EntitySchema(ApiSchema):
+    """Central's Entity; dumps ``{"entity": Entity, "version": its current EntityVersion}``.
+    The list leaves the data out of ``currentVersion``, as Central's does."""
+
+    uuid = fields.String(attribute="entity.uuid")
+    creator_id = fields.Function(lambda v: _creator_id(v["entity"]))
+    conflict = fields.String(attribute="entity.conflict", allow_none=True)
+    created_at = fields.DateTime(attribute="entity.created_at")
+    updated_at = fields.DateTime(attribute="entity.updated_at", allow_none=True)
+    deleted_at = fields.DateTime(attribute="entity.deleted_at", allow_none=True)
+    current_version = fields.Function(
+        lambda v: EntityVersionSchema().dump({"version": v["version"], "current": True}))
+
+
+class EntityDetailSchema(EntitySchema):
+    current_version = fields.Function(
+        lambda v: EntityVersionDataSchema().dump({"version": v["version"], "current": True}))

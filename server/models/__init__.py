@@ -3,6 +3,7 @@
 from server.models.accounts import AuthToken, LoginFailure, User
 from server.models.audit import AuditEvent
 from server.models.blobs import Blob
+from server.models.entities import Dataset, Entity, EntitySubmission, EntityVersion
 from server.models.exports import Export
 from server.models.forms import Form, FormAssignment, FormAttachment, FormDef
 from server.models.jobs import Job
@@ -16,7 +17,8 @@ from server.models.submissions import (
 )
 
 __all__ = [
-    "AppUser", "AuditEvent", "AuthToken", "Blob", "Export", "Form", "FormAssignment",
+    "AppUser", "AuditEvent", "AuthToken", "Blob", "Dataset", "Entity", "EntitySubmission",
+    "EntityVersion", "Export", "Form", "FormAssignment",
     "FormAttachment", "FormDef", "Job", "LoginFailure", "Project", "ProjectRole", "Submission",
     "SubmissionAttachment", "SubmissionComment", "SubmissionDef", "SubmissionRow", "User",
 ]

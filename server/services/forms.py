@@ -26,7 +26,7 @@ from server.auth.tokens import new_token
 from server.db import utcnow
 from server.errors import Problem, Problems
 from server.models import Form, FormAttachment, FormDef, Project
-from server.services import audit, views
+from server.services import audit, entities, views
 from server.services.blobs import store_blob
 from server.settings import Settings
 from server.storage import BlobStore
@@ -169,6 +169,8 @@ def publish_draft(db: Session, ctx: FormsContext, actor: Actor, form: Form,
     form.updated_at = draft.published_at
     db.flush()
     views.refresh(db, form)
+    if draft.entities:  # the datasets it declares exist from the publish on
+        entities.sync_datasets(db, form.project_id)
     audit.record(db, actor, "form.publish", project_id=form.project_id,
                  target=("form", form.id), details={"version": draft.version})
     return draft

@@ -92,8 +92,8 @@ def summary(results: Sequence[Installed]) -> list[str]:
         if r.detail:
             line += f": {r.detail}"
         if r.awaiting:
-            line += (f"; expects {', '.join(f'{n}.csv' for n in r.awaiting)} from the entity "
-                     f"list, which this server does not serve yet: attach it to the form")
+            line += (f"; fills {', '.join(f'{n}.csv' for n in r.awaiting)} from the "
+                     f"project's entity list")
         lines.append(line)
     return lines
 

@@ -25,6 +25,10 @@ REPEAT_ROWS = 2
 """Instances made of every repeat (the roster's count question says the same)."""
 
 
+# A fixed (version 4) entity id for follow-up forms, as Collect would send.
+ENTITY_ID = str(uuid.UUID(int=7, version=4))
+
+
 @cache
 def prepared(form_id: str) -> PreparedForm:
     """The form through dodoso's pipeline: sandboxed pyxform, lint, ODK Validate."""
@@ -117,7 +121,7 @@ def _choices(field: Field, schema: FormSchema, form: LibraryForm) -> list[str]:
     if listed.source == "file":
         name = f"{field.choice_list}.csv"
         if field.choice_list in form.entity_lists:
-            return [str(uuid.UUID(int=7))]  # an entity's id
+            return [ENTITY_ID]  # an entity's id
         return _csv_values(name)
     values = listed.values()
     if field.choice_filter and field.choice_list == "isco_submajor":
@@ -150,7 +154,7 @@ def fill(form_id: str, *, instance_id: str | None = None) -> Filled:
         name.text = f"{form_id} test"
     entity = meta.find(f"{{{XFORMS}}}entity")
     if entity is not None:
-        entity.set("id", str(uuid.uuid4()) if entity.get("create") else str(uuid.UUID(int=7)))
+        entity.set("id", str(uuid.uuid4()) if entity.get("create") else ENTITY_ID)
         label = entity.find(f"{{{XFORMS}}}label")
         if label is not None:
             label.text = "DX-1a2b3c4d – Paediatric nurse"
