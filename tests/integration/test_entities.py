@@ -22,11 +22,10 @@ from server.auth.actor import SYSTEM
 from server.models import Entity, EntitySubmission, EntityVersion
 from server.services import entities as svc
 from server.services import forms as forms_svc
-from server.services import library
 from server.services.forms import assign_app_user
 from server.services.library import install_forms
 from tests.support.api import OR, openrosa_submit
-from tests.support.library import by_source, fill
+from tests.support.library import fill
 
 DATASET = "diaspora_experts"
 REGISTRY = "diaspora_skills_profile"
@@ -36,19 +35,6 @@ XF = "http://www.w3.org/2002/xforms"
 MANIFEST_NS = {"m": "http://openrosa.org/xforms/xformsManifest"}
 REGISTRY_PROPERTIES = ["share_with_hosts", "country_res", "edu_highest", "occupation",
                        "willing", "available_from", "expert_code"]
-
-
-@pytest.fixture
-def compiled_once(monkeypatch):
-    cached, real = by_source(), library.prepare
-    monkeypatch.setattr(library, "prepare",
-                        lambda ctx, upload: cached.get(upload.data) or real(ctx, upload))
-
-
-@pytest.fixture
-def ctx(app):
-    services = app.extensions["dodoso"]
-    return forms_svc.FormsContext(settings=services.settings, store=services.blob_store)
 
 
 @pytest.fixture

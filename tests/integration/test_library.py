@@ -32,7 +32,6 @@ from tests.integration.test_openrosa import OR
 from tests.support.library import (
     FORM_IDS,
     REPEAT_ROWS,
-    by_source,
     csv_zip_tables,
     fill,
     prepared,
@@ -45,13 +44,6 @@ FORMULA_START = ("+", "-", "=", "@")
 
 
 @pytest.fixture
-def compiled_once(monkeypatch):
-    cached, real = by_source(), library.prepare
-    monkeypatch.setattr(library, "prepare",
-                        lambda ctx, upload: cached.get(upload.data) or real(ctx, upload))
-
-
-@pytest.fixture
 def project(make):
     return make.project("Labour migration 2026")
 
@@ -59,12 +51,6 @@ def project(make):
 @pytest.fixture
 def tablet(make, project):
     return make.app_user(project, "Tablet Kagera")
-
-
-@pytest.fixture
-def ctx(app):
-    services = app.extensions["dodoso"]
-    return forms_svc.FormsContext(settings=services.settings, store=services.blob_store)
 
 
 def install(db, ctx, project, form_ids=None, assign_to=()):

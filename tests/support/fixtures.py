@@ -23,3 +23,25 @@ def manager(make, project: Project) -> User:
 def auth(make, manager: User) -> dict[str, str]:
     """The manager's bearer headers, from a real ``POST /v1/sessions``."""
     return make.auth(manager)
+
+
+# -- the form library's tests -----------------------------------------------------------------
+
+@pytest.fixture
+def compiled_once(monkeypatch):
+    """Installing a library form reuses the compilation this module caches."""
+    from server.services import library
+    from tests.support.library import by_source
+
+    cached, real = by_source(), library.prepare
+    monkeypatch.setattr(library, "prepare",
+                        lambda ctx, upload: cached.get(upload.data) or real(ctx, upload))
+
+
+@pytest.fixture
+def ctx(app):
+    """The forms service's context for the test app."""
+    from server.services.forms import FormsContext
+
+    services = app.extensions["dodoso"]
+    return FormsContext(settings=services.settings, store=services.blob_store)

@@ -213,3 +213,4 @@ def csv_zip_tables(data: bytes) -> dict[str, list[list[str]]]:
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         return {name: list(csv.reader(io.StringIO(archive.read(name).decode("utf-8-sig"))))
                 for name in archive.namelist() if name.endswith(".csv")}
+
