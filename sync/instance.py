@@ -190,7 +190,8 @@ def _checked_id(value: str, what: str) -> str | None:
 
 
 def local_name(el: etree._Element) -> str:
-    return etree.QName(el).localname
+    tag = el.tag  # "{namespace}name" or "name" (a string op: no QName object per element)
+    return tag[tag.index("}") + 1:] if tag[:1] == "{" else tag
 
 
 def element_children(
@@ -200,7 +201,7 @@ def element_children(
     if el is None:
         return []
     return [c for c in el if isinstance(c.tag, str)
-            and (name is None or etree.QName(c).localname == name)]
+            and (name is None or local_name(c) == name)]
 
 
 def _child(el: etree._Element | None, name: str) -> etree._Element | None:
