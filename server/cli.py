@@ -21,6 +21,7 @@ from server.auth.passwords import Passwords
 from server.cli_blobs import blobs_group
 from server.cli_export import export_command
 from server.cli_forms import forms_group
+from server.cli_submissions import submissions_group
 from server.db import create_db_engine, make_session_factory
 from server.errors import Problem
 from server.settings import Settings, SettingsError, resolve_path
@@ -427,7 +428,7 @@ def worker(ctx: Context, once: bool, poll_seconds: float) -> None:
     """Run background jobs from the jobs table."""
     from server.db import utcnow
     from server.logs import configure_logging, log
-    from server.services import entities, exports, gc  # noqa: F401  (their jobs register)
+    from server.services import entities, exports, gc, purge  # noqa: F401  (jobs register)
     from server.services.jobs import enqueue_due, run_one
 
     configure_logging(ctx.settings)
@@ -458,6 +459,7 @@ def worker(ctx: Context, once: bool, poll_seconds: float) -> None:
 
 main.add_command(forms_group)
 main.add_command(blobs_group)
+main.add_command(submissions_group)
 main.add_command(export_command)
 
 

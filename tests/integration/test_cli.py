@@ -370,3 +370,9 @@ def test_app_users_qr__writes_a_code_for_a_new_or_rotated_app_user(migrated, tmp
     assert rotated.split("Server URL: ")[1].strip() != url
     assert (tmp_path / "t9.svg").read_bytes().lstrip().startswith((b"<?xml", b"<svg"))
     migrated.fails("app-users", "qr", "--project", "1", "--out", str(tmp_path / "x.gif"))
+
+
+def test_submissions_purge__reports_what_it_would_purge_and_what_it_purged(migrated):
+    assert "Would purge 0 submission(s) deleted before" in migrated.ok(
+        "submissions", "purge", "--dry-run")
+    assert "Purged 0 submission(s)" in migrated.ok("submissions", "purge", "--days", "0")
