@@ -352,7 +352,7 @@ def key_submission(token: str, project_id: int):
     if request.method != "POST":
         # Collect's HEAD before each upload reveals and stores nothing: a key this process
         # verified in the last few seconds is taken on trust.
-        caller = _by_key(token, project_id, authenticate_key_recent(web.db(), token))
+        caller = _by_key(token, project_id, authenticate_key_recent(web.db, token))
         return _submission(caller, _assigned(caller))
     recalled = VERIFIED_KEYS.recall(token)
     if recalled is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
@@ -129,12 +130,14 @@ class VerifiedKeys:
 VERIFIED_KEYS = VerifiedKeys()
 
 
-def authenticate_key_recent(db: Session, token: str, within: float | None = None) -> Actor:
+def authenticate_key_recent(db: Callable[[], Session], token: str,
+                            within: float | None = None) -> Actor:
     """``authenticate_key``, but a key this process verified in the last ``within`` seconds
-    is taken on trust. Only for requests that reveal and store nothing: a revoked key may
-    pass such a request for that long, never a submission or a download."""
+    is taken on trust, without opening a session (``db`` is called only when needed). Only
+    for requests that reveal and store nothing: a revoked key may pass such a request for
+    that long, never a submission or a download."""
     within = HEAD_TRUST_SECONDS if within is None else within
     recalled = VERIFIED_KEYS.recall(token)
     if recalled is not None and time.monotonic() - recalled.verified_at < within:
         return recalled.actor
-    return authenticate_key(db, token)
+    return authenticate_key(db(), token)
