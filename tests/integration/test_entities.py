@@ -434,3 +434,12 @@ def test_sync__two_sessions_at_once_create_each_entity_once(committed, dataset_e
         assert count(db, Entity) == RACED
         assert count(db, EntitySubmission) == RACED
         assert len({e.uuid for e in db.scalars(select(Entity))}) == RACED
+
+
+def test_publish__the_dataset_exists_from_the_publish_on(db, ctx, project, compiled_once):
+    from server.models import Dataset
+
+    install_forms(db, ctx, SYSTEM, project, [REGISTRY])
+    found = db.scalar(select(Dataset).where(Dataset.project_id == project.id,
+                                            Dataset.name == DATASET))
+    assert found is not None  # no entity list was read: the publish wrote it
