@@ -204,7 +204,8 @@ class Server:
         self.log_path = log_dir / f"{name}.log"
         command = [sys.executable, "-m", "gunicorn", "--worker-class", "gthread",
                    "--workers", str(workers), "--threads", str(threads), "--timeout", "120",
-                   "--graceful-timeout", "30", "--bind", f"127.0.0.1:{self.port}",
+                   "--graceful-timeout", "30", "--keep-alive", "75",
+                   "--bind", f"127.0.0.1:{self.port}",
                    # gunicorn ≥ 25.1 opens a control socket, by default at one path per user
                    # (~/.gunicorn/gunicorn.ctl), which a second master takes over: use our own.
                    "--control-socket", str(log_dir / f"{name}.ctl"), app]
