@@ -29,6 +29,7 @@ from server.models import (
     SubmissionDef,
     SubmissionRow,
 )
+from server.queries import audit as audit_queries
 
 _forms, _defs = Form.__table__, FormDef.__table__
 _sub_defs, _subs = SubmissionDef.__table__, Submission.__table__
@@ -130,9 +131,6 @@ _INSERT_ATTACHMENTS = insert(SubmissionAttachment.__table__)
 _INSERT_ROWS = insert(SubmissionRow.__table__).execution_options(render_nulls=True)
 
 
-_INSERT_AUDIT = insert(AuditEvent.__table__)
-
-
 def insert_new(db: Session, *, submission: dict[str, Any], definition: dict[str, Any],
                rows: list[dict[str, Any]], audit: dict[str, Any]) -> tuple[int, int]:
     """A new submission: its row, its first version, its flattened rows (without
@@ -154,7 +152,7 @@ def insert_new_portable(db: Session, *, submission: dict[str, Any],
     def_id = db.execute(_INSERT_DEF, {**definition, "submission_id": submission_id}
                         ).scalar_one()
     insert_rows(db, [{**row, "submission_def_id": def_id} for row in rows])
-    db.execute(_INSERT_AUDIT, {**audit, "target_id": str(submission_id)})
+    audit_queries.insert(db, {**audit, "target_id": str(submission_id)})
     return submission_id, def_id
 
 
@@ -219,9 +217,7 @@ def insert_new_postgresql(db: Session, *, submission: dict[str, Any],
         **{f"d_{c}": definition.get(c) for c in _NEW_DEF},
         **{f"a_{c}": audit.get(c) for c in _NEW_AUDIT},
         "r_form_id": submission["form_id"],
-        "rows": [{"table_path": row["table_path"], "row_key": row["row_key"],
-                  "parent_key": row["parent_key"], "position": row["position"],
-                  "data": row["data"], "extra": row["extra"]} for row in rows],
+        "rows": rows,  # jsonb_to_recordset reads the columns it names and ignores the rest
     }
     found = db.execute(_INSERT_NEW_POSTGRESQL, params).one()
     return found.submission_id, found.def_id

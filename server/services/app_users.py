@@ -69,10 +69,11 @@ def holds_token(app_user: AppUser, token: str) -> bool:
 def authenticate_key(db: Session, token: str) -> Actor:
     """The app user whose key is in the URL (``/v1/key/<token>/…``); 403 otherwise, as
     Central answers. Always checked against the database."""
-    hashed = token_hash(token) if looks_like_token(token) else None
-    app_user = (queries.app_users.get_active_by_token_hash(db, hashed)
-                if hashed is not None else None)
-    if app_user is None or hashed is None:
+    if not looks_like_token(token):
+        raise Problems.forbidden()
+    hashed = token_hash(token)
+    app_user = queries.app_users.get_active_by_token_hash(db, hashed)
+    if app_user is None:
         raise Problems.forbidden()
     VERIFIED_KEYS.remember(hashed, app_user.id, app_user.project_id)
     return Actor(app_user=app_user)
