@@ -15,9 +15,10 @@ from typing import Any
 
 from sqlalchemy import JSON, Connection, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.sql.expression import ClauseElement
 from sqlalchemy.types import TypeDecorator
 
 from server.settings import Settings, resolve_path
@@ -182,3 +183,43 @@ def read_only(engine: Engine) -> Iterator[Connection]:
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False, autoflush=True)
+
+
+class DriverStatement:
+    """A statement of a hot path, run on the driver's own connection (PostgreSQL only).
+
+    For a statement that returns a row or two, SQLAlchemy's per-execution bookkeeping (the
+    execution context, result wrapping, events) costs about three times psycopg's own work.
+    The statement is compiled once by SQLAlchemy, so the SQL sent is what ``db.execute``
+    would send, and it runs inside the session's transaction (committed or rolled back
+    with it). Parameters must already be what psycopg takes (JSON wrapped in ``Jsonb``):
+    no SQLAlchemy type processing happens. Errors are raised as SQLAlchemy's (a unique
+    violation is an ``IntegrityError``, an outage an ``OperationalError``), and a connection
+    found broken is invalidated, as ``db.execute`` does.
+    """
+
+    def __init__(self, statement: ClauseElement) -> None:
+        self.statement = statement
+        self._sql: dict[str, str] = {}
+
+    def sql(self, dialect: Dialect) -> str:
+        sql = self._sql.get(dialect.name)
+        if sql is None:
+            sql = self._sql[dialect.name] = str(self.statement.compile(dialect=dialect))
+        return sql
+
+    def execute(self, db: Session, params: dict[str, Any]) -> Any:
+        """The driver's cursor, to fetch from."""
+        connection = db.connection()
+        dialect = connection.dialect
+        sql = self.sql(dialect)
+        pooled = connection.connection
+        driver = pooled.driver_connection
+        try:
+            return driver.execute(sql, params, prepare=True)  # type: ignore[union-attr]
+        except dialect.loaded_dbapi.Error as exc:
+            broken = dialect.is_disconnect(exc, driver, None)
+            if broken:
+                connection.invalidate(exc)
+            raise DBAPIError.instance(sql, params, exc, dialect.loaded_dbapi.Error,
+                                      connection_invalidated=broken, dialect=dialect) from exc

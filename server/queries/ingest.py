@@ -4,7 +4,9 @@ Every Collect upload runs these, so they are built once (no statement constructi
 request), read only the columns ingest needs (never a version's XForm or schema unless its
 schema is not cached yet), and write through Core inserts rather than the ORM's unit of
 work. One SELECT finds the form, the version the instance names, whether the app user is
-assigned the form, and any version already stored under the instanceID.
+assigned the form, and any version already stored under the instanceID. On PostgreSQL
+both the lookup and the write of a new submission run on psycopg's own connection
+(``server.db.DriverStatement``), inside the session's transaction.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, insert, literal, select, text
+from psycopg.types.json import Jsonb
+from sqlalchemy import and_, bindparam, exists, insert, select, text, true
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
-from server.db import utcnow
+from server.db import DriverStatement, utcnow
 from server.models import (
     AppUser,
     AuditEvent,
@@ -79,7 +82,7 @@ def _target_statement(draft: bool, key_check: bool):
                                 AppUser.revoked_at.is_(None),
                                 Project.id == AppUser.project_id,
                                 Project.deleted_at.is_(None))
-                 if key_check else literal(True))
+                 if key_check else true())
     return (
         select(_forms.c.id, _forms.c.project_id, _forms.c.xml_form_id, _forms.c.state,
                assigned.label("assigned"), key_valid.label("key_valid"),
@@ -96,7 +99,7 @@ def _target_statement(draft: bool, key_check: bool):
     )
 
 
-_TARGET = {(draft, key_check): _target_statement(draft, key_check)
+_TARGET = {(draft, key_check): DriverStatement(_target_statement(draft, key_check))
            for draft in (False, True) for key_check in (False, True)}
 
 
@@ -109,13 +112,23 @@ def target(db: Session, *, project_id: int, xml_form_id: str, version: str, draf
               "instance_id": instance_id, "app_user_id": app_user_id}
     if key_hash is not None:
         params["key_hash"] = key_hash
-    row = db.execute(_TARGET[draft, key_hash is not None], params).first()
+    statement = _TARGET[draft, key_hash is not None]
+    if _on_postgresql(db):
+        row = statement.execute(db, params).fetchone()
+    else:
+        row = db.execute(statement.statement, params).first()
     if row is None:
         return None
-    form = FormRef(row.id, row.project_id, row.xml_form_id, row.state, bool(row.assigned))
-    version_ref = (VersionRef(row.def_id, row.version, row.encryption_key, row.xml_sha256)
-                   if row.def_id is not None else None)
-    return Target(form, version_ref, row.existing_def_id, bool(row.key_valid))
+    (form_id, project_id, xml_form_id, state, assigned, key_valid, def_id, version,
+     encryption_key, xml_sha256, existing_def_id) = row
+    form = FormRef(form_id, project_id, xml_form_id, state, bool(assigned))
+    version_ref = (VersionRef(def_id, version, encryption_key, xml_sha256)
+                   if def_id is not None else None)
+    return Target(form, version_ref, existing_def_id, bool(key_valid))
+
+
+def _on_postgresql(db: Session) -> bool:
+    return db.get_bind().dialect.name == "postgresql"
 
 
 _SCHEMA = select(_defs.c.schema).where(_defs.c.id == bindparam("id"))
@@ -138,7 +151,7 @@ def insert_new(db: Session, *, submission: dict[str, Any], definition: dict[str,
     submission's id and the version's. One statement on PostgreSQL, four elsewhere; the
     submission row goes in first either way, so a request racing another with the same
     instanceID stops there."""
-    if db.get_bind().dialect.name == "postgresql":
+    if _on_postgresql(db):
         return insert_new_postgresql(db, submission=submission, definition=definition,
                                      rows=rows, audit=audit)
     return insert_new_portable(db, submission=submission, definition=definition, rows=rows,
@@ -175,7 +188,7 @@ def _placeholders(prefix: str, names: tuple[str, ...]) -> str:
     return ", ".join(f":{prefix}{name}" for name in names)
 
 
-_INSERT_NEW_POSTGRESQL = text(f"""
+_INSERT_NEW_POSTGRESQL = DriverStatement(text(f"""
 WITH s AS (
     INSERT INTO submissions ({", ".join(_NEW_SUBMISSION)})
     VALUES ({_placeholders("s_", _NEW_SUBMISSION)})
@@ -202,7 +215,7 @@ SELECT s.id AS submission_id, d.id AS def_id FROM s, d
     *(bindparam(f"d_{c}", type_=_sub_defs.c[c].type) for c in _NEW_DEF),
     *(bindparam(f"a_{c}", type_=AuditEvent.__table__.c[c].type) for c in _NEW_AUDIT),
     bindparam("r_form_id"), bindparam("rows", type_=JSONB()),
-)
+))
 
 
 def insert_new_postgresql(db: Session, *, submission: dict[str, Any],
@@ -211,16 +224,17 @@ def insert_new_postgresql(db: Session, *, submission: dict[str, Any],
     now = utcnow()
     submission = {"review_state": "received", "created_at": now, **submission}
     definition = {"current": True, "created_at": now, **definition}
-    audit = {"logged_at": now, **audit}
+    audit = {"logged_at": now, **audit, "details": Jsonb(audit.get("details"))}
     params: dict[str, Any] = {
         **{f"s_{c}": submission.get(c) for c in _NEW_SUBMISSION},
         **{f"d_{c}": definition.get(c) for c in _NEW_DEF},
         **{f"a_{c}": audit.get(c) for c in _NEW_AUDIT},
         "r_form_id": submission["form_id"],
-        "rows": rows,  # jsonb_to_recordset reads the columns it names and ignores the rest
+        # jsonb_to_recordset reads the columns it names and ignores the rest
+        "rows": Jsonb(rows),
     }
-    found = db.execute(_INSERT_NEW_POSTGRESQL, params).one()
-    return found.submission_id, found.def_id
+    submission_id, def_id = _INSERT_NEW_POSTGRESQL.execute(db, params).fetchone()
+    return submission_id, def_id
 
 
 def insert_attachments(db: Session, values: list[dict[str, Any]]) -> None:

@@ -11,7 +11,7 @@ import time
 
 import pytest
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from server import db as server_db
 from server.settings import Settings
@@ -57,3 +57,35 @@ def test_a_connection_in_steady_use_is_not_pinged(pool_engine, engine):
         backend_pid(pool_engine)
     assert failed.value.connection_invalidated
     assert backend_pid(pool_engine) != first
+
+
+# -- statements run on the driver's own connection (server.db.DriverStatement) --------------
+
+def test_a_driver_statement_raises_sqlalchemys_errors_and_leaves_the_session_usable(
+        pool_engine):
+    insert = server_db.DriverStatement(text("INSERT INTO driver_t (k) VALUES (:k) RETURNING k"))
+    with server_db.make_session_factory(pool_engine)() as session:
+        session.execute(text("CREATE TEMP TABLE driver_t (k text UNIQUE)"))
+        assert insert.execute(session, {"k": "a"}).fetchone() == ("a",)
+        with pytest.raises(IntegrityError) as duplicate:
+            insert.execute(session, {"k": "a"})
+        assert not duplicate.value.connection_invalidated
+        session.rollback()
+        assert session.execute(text("SELECT 1")).scalar_one() == 1
+
+
+def test_a_driver_statement_on_a_dead_connection_invalidates_it(pool_engine, engine):
+    """A connection the server ended fails its one statement as an outage (503 to Collect,
+    which retries), and is replaced: the next request gets a live one."""
+    select_pid = server_db.DriverStatement(text("SELECT pg_backend_pid()"))
+    sessions = server_db.make_session_factory(pool_engine)
+    with sessions() as session:
+        first = select_pid.execute(session, {}).fetchone()[0]
+        session.commit()
+        terminate(engine, first)
+        with pytest.raises(OperationalError) as failed:
+            select_pid.execute(session, {})
+        assert failed.value.connection_invalidated
+        session.rollback()
+    with sessions() as session:
+        assert select_pid.execute(session, {}).fetchone()[0] != first
