@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import time
-import uuid
+from types import FunctionType
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -29,6 +30,23 @@ REQUEST_ID_HEADER = "X-Request-Id"
 
 
 class DodosoFlask(Flask):
+    _synchronous: dict[Any, Any]
+
+    def ensure_sync(self, func):  # type: ignore[no-untyped-def]
+        """Flask asks ``inspect`` whether each hook and view is a coroutine, on every
+        request: remember the answer for plain functions (bound methods, made anew per
+        call, are asked each time)."""
+        if type(func) is not FunctionType:
+            return super().ensure_sync(func)
+        try:
+            return self._synchronous[func]
+        except AttributeError:
+            self._synchronous = {}
+        except KeyError:
+            pass
+        sync = self._synchronous[func] = super().ensure_sync(func)
+        return sync
+
     def dispatch_request(self):  # type: ignore[override]
         """Commit once, when the handler succeeded, so that a failing commit is answered
         like any other error (503 for a database outage) and nothing is acknowledged early."""
@@ -89,7 +107,7 @@ def _check_schema(engine: Engine) -> None:
 def _begin() -> None:
     incoming = request.headers.get(REQUEST_ID_HEADER, "")
     g.request_id = incoming if 8 <= len(incoming) <= 64 and incoming.isascii() and \
-        incoming.replace("-", "").isalnum() else uuid.uuid4().hex
+        incoming.replace("-", "").isalnum() else secrets.token_hex(16)
     g.started = time.perf_counter()
     bind_request_id(g.request_id)
 

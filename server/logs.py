@@ -32,10 +32,15 @@ def current_request_id() -> str | None:
 
 
 def bind_request_id(request_id: str | None) -> None:
-    _request_id.set(request_id)
-    structlog.contextvars.clear_contextvars()
-    if request_id:
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+    """Every log line until the next call carries ``request_id`` (``_add_request_id``)."""
+    _request_id.set(request_id or None)
+
+
+def _add_request_id(_logger: object, _method: str, event: dict) -> dict:
+    request_id = _request_id.get()
+    if request_id is not None:
+        event.setdefault("request_id", request_id)
+    return event
 
 
 def configure_logging(settings: Settings) -> None:
@@ -46,6 +51,7 @@ def configure_logging(settings: Settings) -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            _add_request_id,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,

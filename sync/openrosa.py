@@ -9,6 +9,7 @@ names with ``<&"`` or any script are escaped, never concatenated.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -45,15 +46,31 @@ _MD5_HEX = re.compile(r"[0-9a-f]{32}")
 def openrosa_headers(accept_content_length: int = DEFAULT_ACCEPT_CONTENT_LENGTH,
                      now: datetime | None = None) -> dict[str, str]:
     """The headers Central puts on every OpenRosa answer. A naive ``now`` is taken as UTC."""
-    moment = now or datetime.now(timezone.utc)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+    if now is None:
+        date = _http_date_now()
+    else:
+        moment = now if now.tzinfo is not None else now.replace(tzinfo=timezone.utc)
+        date = format_datetime(moment.astimezone(timezone.utc), usegmt=True)
     return {
         OPENROSA_VERSION_HEADER: OPENROSA_VERSION,
         ACCEPT_CONTENT_LENGTH_HEADER: str(int(accept_content_length)),
-        "Date": format_datetime(moment.astimezone(timezone.utc), usegmt=True),
+        "Date": date,
         "Content-Language": "en",
     }
+
+
+_last_date: tuple[int, str] = (0, "")
+
+
+def _http_date_now() -> str:
+    """``Date`` has a resolution of one second: format it once per second."""
+    global _last_date
+    second = int(time.time())
+    cached_second, text = _last_date
+    if cached_second != second:
+        text = format_datetime(datetime.fromtimestamp(second, timezone.utc), usegmt=True)
+        _last_date = (second, text)
+    return text
 
 
 def check_openrosa_version(headers: Mapping[str, str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -10,7 +11,7 @@ from server import queries
 from server.auth.actor import Actor
 from server.logs import current_request_id
 
-_SECRET_KEYS = frozenset({"password", "token", "secret", "authorization", "csrf"})
+_SECRET_KEY = re.compile("password|token|secret|authorization|csrf", re.IGNORECASE)
 
 
 def record(db: Session, actor: Actor, action: str, *, project_id: int | None = None,
@@ -38,6 +39,6 @@ def event(actor: Actor, action: str, *, project_id: int | None = None,
 
 
 def _redact(details: dict[str, Any]) -> dict[str, Any]:
-    return {k: ("[redacted]" if any(s in k.lower() for s in _SECRET_KEYS) else
+    return {k: ("[redacted]" if _SECRET_KEY.search(k) else
                 _redact(v) if isinstance(v, dict) else v)
             for k, v in details.items()}
