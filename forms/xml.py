@@ -7,6 +7,7 @@ can never hit Python's recursion limit.
 
 from __future__ import annotations
 
+import threading
 from typing import Literal
 
 from lxml import etree
@@ -25,15 +26,27 @@ class XmlRejected(ValueError):
         self.reason = reason
 
 
+_per_thread = threading.local()
+
+
 def _parser() -> etree.XMLParser:
-    # A parser is not thread-safe, so each call gets its own; they are cheap.
-    return etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        dtd_validation=False,
-        load_dtd=False,
-        huge_tree=False,
-    )
+    # A parser must not be used by two threads at once, and making one per call costs a good
+    # part of parsing a small document: each thread keeps its own.
+    parser = getattr(_per_thread, "parser", None)
+    if parser is None:
+        parser = _per_thread.parser = etree.XMLParser(
+            resolve_entities=False,
+            no_network=True,
+            dtd_validation=False,
+            load_dtd=False,
+            huge_tree=False,
+        )
+    return parser
+
+
+_TOO_DEEP = etree.XPath("boolean(/*" + "/*" * MAX_DEPTH + ")")
+"""Whether an element is nested deeper than ``MAX_DEPTH``: one walk in C, none in Python.
+(lxml serialises the calls of one evaluator made from several threads.)"""
 
 
 def parse_xml(data: bytes) -> etree._Element:
@@ -74,8 +87,19 @@ def _prolog_has_doctype(data: bytes) -> bool:
 
 
 def _check_depth(root: etree._Element) -> None:
+    try:
+        too_deep = _TOO_DEEP(root)
+    except etree.XPathEvalError:
+        # libxml2's XPath holds at most ten million elements per step: walk in Python.
+        too_deep = _walk_deeper_than_max(root)
+    if too_deep:
+        raise XmlRejected(f"XML nested deeper than {MAX_DEPTH} elements", "depth")
+
+
+def _walk_deeper_than_max(root: etree._Element) -> bool:
     depth = 0
     for event, _ in etree.iterwalk(root, events=("start", "end")):
         depth += 1 if event == "start" else -1
         if depth > MAX_DEPTH:
-            raise XmlRejected(f"XML nested deeper than {MAX_DEPTH} elements", "depth")
+            return True
+    return False

@@ -25,17 +25,21 @@ metadata ``parse_instance`` already read (``meta/instanceID``, ``deprecatedID``,
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from lxml import etree
 
-from forms.schema import Field, FormSchema
+from forms.schema import FormSchema
 from sync.instance import (
     JR_TEMPLATE,
     Instance,
     InstanceInvalid,
+    Layout,
+    Slot,
     element_children,
-    is_container,
+    has_templates,
+    layout_of,
     local_name,
     own_text,
 )
@@ -89,7 +93,7 @@ def flatten(
     root_key = key or instance.instance_id
     if not root_key:
         raise ValueError("the submission has no instanceID: pass the key to use")
-    return _Flattener(schema, row_count_limit).run(instance.root, root_key)
+    return _Flattener(layout_of(schema), row_count_limit).run(instance.root, root_key)
 
 
 def split_multiple(value: str | None) -> list[str]:
@@ -103,84 +107,85 @@ def split_points(value: str | None) -> list[str]:
     return [p.strip() for p in value.split(";") if p.strip()] if value else []
 
 
-@dataclass
-class _Item:
-    """One element waiting to be placed."""
+@dataclass(slots=True)
+class _Frame:
+    """An element whose children are being placed."""
 
-    el: etree._Element
-    parent: str
-    """Schema path of the element's parent (``""`` for the root)."""
+    children: Iterator[tuple[etree._Element, str, int]]
+    """What is left of :func:`_numbered` children."""
+    path: str
+    """The element's schema path (``""`` for the root)."""
+    slots: dict[str, Slot]
     row: Row
     prefix: str
-    """Group names between ``row`` and this element, each followed by ``/`` (for keys)."""
-    nth: int
-    """Position among the element's siblings of the same name."""
+    """Group names between ``row`` and the children, each followed by ``/`` (for keys)."""
 
 
 class _Flattener:
     """One walk over one instance, with an explicit stack (nesting never hits recursion)."""
 
-    def __init__(self, schema: FormSchema, row_count_limit: int) -> None:
-        self.schema = schema
+    def __init__(self, layout: Layout, row_count_limit: int) -> None:
+        self.layout = layout
         self.row_count_limit = row_count_limit
         self.rows: list[Row] = []
-        self.leaves: dict[str | None, list[str]] = {}
         self.extra_count = 0
+        self.templates = True
 
     def run(self, root: etree._Element, root_key: str) -> list[Row]:
-        row = self._new_row(None, root_key, None, 1)
-        stack = self._children_of(root, "", row, "")
+        self.templates = has_templates(root)
+        stack = [self._frame(root, "", self._new_row(None, root_key, None, 1), "")]
         while stack:
-            item = stack.pop()
-            name = local_name(item.el)
-            path = f"{item.parent}/{name}"
-            found = self.schema.field(path)
-            if found is None:
-                if item.row.table is None and path in _PROTOCOL_META:
-                    continue
-                self._extra(item.row, path if item.nth == 1 else f"{path}[{item.nth}]", item.el)
-            elif found.kind == "repeat" or found.type == "repeat":
-                if len(self.rows) > self.row_count_limit:
-                    raise InstanceInvalid(
-                        "instance.too_many_rows",
-                        f"The submission has more than {self.row_count_limit} repeat rows.")
-                child = self._new_row(
-                    path, f"{item.row.key}/{item.prefix}{name}[{item.nth}]", item.row.key,
-                    item.nth)
-                stack += self._children_of(item.el, path, child, "")
-            elif item.nth > 1:
-                self._extra(item.row, f"{path}[{item.nth}]", item.el)
-            elif is_container(found):
-                stack += self._children_of(item.el, path, item.row, f"{item.prefix}{name}/")
+            frame = stack[-1]
+            row = frame.row
+            for el, name, nth in frame.children:
+                slot = frame.slots.get(name)
+                if slot is None:
+                    path = f"{frame.path}/{name}"
+                    if row.table is None and path in _PROTOCOL_META:
+                        continue
+                    self._extra(row, path if nth == 1 else f"{path}[{nth}]", el)
+                elif slot.repeat:
+                    if len(self.rows) > self.row_count_limit:
+                        raise InstanceInvalid(
+                            "instance.too_many_rows",
+                            f"The submission has more than {self.row_count_limit} repeat rows.")
+                    child = self._new_row(
+                        slot.path, f"{row.key}/{frame.prefix}{name}[{nth}]", row.key, nth)
+                    stack.append(self._frame(el, slot.path, child, ""))
+                    break  # the child first; this loop resumes where it stopped
+                elif nth > 1:
+                    self._extra(row, f"{slot.path}[{nth}]", el)
+                elif slot.container:
+                    stack.append(self._frame(el, slot.path, row, f"{frame.prefix}{name}/"))
+                    break
+                else:
+                    text = own_text(el)
+                    if slot.field.type in _STRIPPED_TYPES:
+                        text = text.strip(_XML_WHITESPACE)
+                    row.values[slot.path] = text or None
+                    if len(el):
+                        self._junk_in_value(el, slot.path, row)
             else:
-                item.row.values[path] = _value(item.el, found)
-                for junk in self._children_of(item.el, path, item.row, ""):
-                    step = local_name(junk.el) + (f"[{junk.nth}]" if junk.nth > 1 else "")
-                    self._extra(item.row, f"{path}/{step}", junk.el)
+                stack.pop()
         return self.rows
+
+    def _frame(self, el: etree._Element, path: str, row: Row, prefix: str) -> _Frame:
+        return _Frame(_numbered(el, self.templates), path, self.layout.slots.get(path, {}),
+                      row, prefix)
 
     def _new_row(self, table: str | None, key: str, parent_key: str | None,
                  position: int) -> Row:
-        if table not in self.leaves:
-            self.leaves[table] = [
-                f.path for f in self.schema.fields_in(table) if not is_container(f)]
-        row = Row(table, key, parent_key, position, dict.fromkeys(self.leaves[table]))
+        row = Row(table, key, parent_key, position,
+                  dict.fromkeys(self.layout.leaves.get(table, ())))
         self.rows.append(row)
         return row
 
-    @staticmethod
-    def _children_of(el: etree._Element, path: str, row: Row, prefix: str) -> list[_Item]:
-        """The element's children (``jr:template`` copies skipped), reversed for the stack."""
-        counts: dict[str, int] = {}
-        items = []
-        for child in element_children(el):
-            if child.get(JR_TEMPLATE) is not None:
-                continue
-            name = local_name(child)
-            counts[name] = counts.get(name, 0) + 1
-            items.append(_Item(child, path, row, prefix, counts[name]))
-        items.reverse()
-        return items
+    def _junk_in_value(self, el: etree._Element, path: str, row: Row) -> None:
+        """Elements inside a value's element are not part of the value: ``extra``. Recorded
+        last first, as they always have been (this decides ``extra``'s order and, at the
+        cap, which are kept)."""
+        for junk, name, nth in reversed(list(_numbered(el, self.templates))):
+            self._extra(row, f"{path}/{name}" + (f"[{nth}]" if nth > 1 else ""), junk)
 
     def _extra(self, row: Row, path: str, el: etree._Element) -> None:
         """Record an unknown subtree's leaves under ``path``, iteratively and within caps."""
@@ -206,8 +211,18 @@ class _Flattener:
             stack += reversed(steps)
 
 
-def _value(el: etree._Element, f: Field) -> str | None:
-    text = own_text(el)
-    if f.type in _STRIPPED_TYPES:
-        text = text.strip(_XML_WHITESPACE)
-    return text or None
+def _numbered(
+    el: etree._Element, templates: bool
+) -> Iterator[tuple[etree._Element, str, int]]:
+    """The element's children (``jr:template`` copies skipped, if the tree has any) with
+    their local names and their positions among the siblings of the same name."""
+    counts: dict[str, int] = {}
+    for child in el.iterchildren(etree.Element):
+        if templates and child.get(JR_TEMPLATE) is not None:
+            continue
+        name = child.tag
+        if name[0] == "{":
+            name = local_name(child)
+        counts[name] = nth = counts.get(name, 0) + 1
+        yield child, name, nth
+

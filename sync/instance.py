@@ -17,7 +17,7 @@ except for an encrypted submission, which cannot be decrypted without it.
 from __future__ import annotations
 
 import dataclasses
-import unicodedata
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -122,16 +122,17 @@ def is_valid_instance_id(value: str) -> bool:
     if not 0 < len(value) <= MAX_ID_LENGTH or value in (".", "..") or "/" in value \
             or "\\" in value:
         return False
-    # Z*: whitespace and separators; C*: controls, format (U+202E), surrogates, private
-    # use, unassigned.
-    return not any(unicodedata.category(c)[0] in "CZ" for c in value)
+    # No character of Unicode category Z* (whitespace and separators) or C* (controls,
+    # format such as U+202E, surrogates, private use, unassigned): exactly what
+    # str.isprintable() refuses, except the ASCII space.
+    return value.isprintable() and " " not in value
 
 
 def is_storable_file_name(name: str) -> bool:
     """Whether an attachment name can ever be stored: no ``/``, ``\\``, NUL, ``.``/``..``,
     at most 255 UTF-8 bytes. Names are otherwise opaque and matched exactly."""
     return (bool(name) and name not in (".", "..")
-            and not any(c in name for c in "/\\\x00")
+            and "/" not in name and "\\" not in name and "\x00" not in name
             and len(name.encode("utf-8", "surrogatepass")) <= MAX_FILE_NAME_BYTES)
 
 
@@ -149,7 +150,7 @@ def referenced_files(instance: Instance, schema: FormSchema | None) -> list[str]
     elif schema is None:
         names = []
     else:
-        names = list(_binary_values(instance.root, schema))
+        names = list(_binary_values(instance.root, layout_of(schema)))
     seen: set[str] = set()
     result: list[str] = []
     for name in names:
@@ -159,18 +160,97 @@ def referenced_files(instance: Instance, schema: FormSchema | None) -> list[str]
     return result
 
 
-def _binary_values(root: etree._Element, schema: FormSchema) -> Iterator[str]:
-    stack = [(c, "") for c in reversed(element_children(root))]
+def _binary_values(root: etree._Element, layout: Layout) -> Iterator[str]:
+    """In document order; only groups and repeats with a file field inside are entered."""
+    if not layout.files:
+        return
+    templates = has_templates(root)
+    stack = [(root.iterchildren(etree.Element), layout.slots.get("", {}))]
     while stack:
-        el, parent = stack.pop()
-        path = f"{parent}/{local_name(el)}"
-        field = schema.field(path)
-        if field is None or el.get(JR_TEMPLATE) is not None:
-            continue
-        if is_container(field):
-            stack.extend((c, path) for c in reversed(element_children(el)))
-        elif field.binary:
+        children, slots = stack[-1]
+        for el in children:
+            name = el.tag
+            if name[0] == "{":
+                name = local_name(el)
+            slot = slots.get(name)
+            if slot is None or not slot.files or (
+                    templates and el.get(JR_TEMPLATE) is not None):
+                continue
+            if slot.container:
+                # Enter it; this loop resumes where it stopped once the child is done.
+                stack.append((el.iterchildren(etree.Element), layout.slots.get(slot.path, {})))
+                break
             yield _text(el)
+        else:
+            stack.pop()
+
+
+@dataclass(frozen=True)
+class Slot:
+    """What a schema says about one element of an instance."""
+
+    path: str
+    field: Field
+    container: bool
+    """A group or repeat (:func:`is_container`): it holds elements, not a value."""
+    repeat: bool
+    """A repeat instance: a row of its own."""
+    files: bool
+    """A binary field, or a container with a binary field at any depth."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A schema indexed for walking instances, so that an element is placed with one
+    dictionary look-up. Derived from the schema alone, so built once per schema."""
+
+    slots: dict[str, dict[str, Slot]]
+    """Parent's path (``""`` for the root) → element's local name → slot. The same as
+    ``schema.field(f"{parent}/{name}")``."""
+    leaves: dict[str | None, tuple[str, ...]]
+    """Table (``None`` for the submission, else the repeat's path) → paths of its leaf
+    fields, in form order: the values of one row."""
+    files: bool
+    """Whether an instance can hold a file field at all."""
+
+    @classmethod
+    def of(cls, schema: FormSchema) -> Layout:
+        by_path = {f.path: f for f in schema.fields}
+        with_files = {parent for f in by_path.values() if f.binary and not is_container(f)
+                      for parent in _ancestors(f.path)}
+        slots: dict[str, dict[str, Slot]] = {}
+        leaves: dict[str | None, list[str]] = {}
+        for path, f in by_path.items():
+            parent, slash, name = path.rpartition("/")
+            if slash:
+                container = is_container(f)
+                slots.setdefault(parent, {})[name] = Slot(
+                    path, f, container, f.kind == "repeat" or f.type == "repeat",
+                    path in with_files if container else f.binary)
+        for f in schema.fields:
+            if not is_container(f):
+                leaves.setdefault(f.repeat, []).append(f.path)
+        return cls(slots, {table: tuple(paths) for table, paths in leaves.items()},
+                   any(slot.files for slot in slots.get("", {}).values()))
+
+
+def _ancestors(path: str) -> Iterator[str]:
+    """``/a/b/c`` → ``/a/b``, ``/a``."""
+    while (path := path.rpartition("/")[0]):
+        yield path
+
+
+_LAYOUTS: dict[int, Layout] = {}
+
+
+def layout_of(schema: FormSchema) -> Layout:
+    """The schema's :class:`Layout`, built on first use and kept as long as the schema
+    object lives (ingestion keeps the schemas of recent form versions)."""
+    layout = _LAYOUTS.get(id(schema))
+    if layout is None:
+        layout = _LAYOUTS[id(schema)] = Layout.of(schema)
+        weakref.finalize(schema, _LAYOUTS.pop, id(schema), None)
+    return layout
 
 
 def is_container(field: Field) -> bool:
@@ -189,9 +269,22 @@ def _checked_id(value: str, what: str) -> str | None:
     return value
 
 
+_ANY_TEMPLATE = etree.XPath("boolean(descendant::*/@jr:template)", namespaces={"jr": JR_NS})
+
+
+def has_templates(el: etree._Element) -> bool:
+    """Whether any element below ``el`` may have ``jr:template``: one scan in C, which costs
+    less than asking every element (they almost never have one). ``True`` when the tree is
+    too big for libxml2's XPath (over ten million elements), so every element is asked."""
+    try:
+        return _ANY_TEMPLATE(el)
+    except etree.XPathEvalError:
+        return True
+
+
 def local_name(el: etree._Element) -> str:
     tag = el.tag  # "{namespace}name" or "name" (a string op: no QName object per element)
-    return tag[tag.index("}") + 1:] if tag[:1] == "{" else tag
+    return tag[tag.index("}") + 1:] if tag[0] == "{" else tag
 
 
 def element_children(
@@ -200,18 +293,19 @@ def element_children(
     """Element children (no comments or processing instructions), by local name if given."""
     if el is None:
         return []
-    return [c for c in el if isinstance(c.tag, str)
-            and (name is None or local_name(c) == name)]
+    return list(el.iterchildren(etree.Element if name is None else f"{{*}}{name}"))
 
 
 def _child(el: etree._Element | None, name: str) -> etree._Element | None:
-    found = element_children(el, name)
-    return found[0] if found else None
+    """The first child element with this local name (found in C, no list)."""
+    return None if el is None else next(el.iterchildren(f"{{*}}{name}"), None)
 
 
 def own_text(el: etree._Element) -> str:
     """The element's own text, as sent: its text and the tails of its children (so a comment
     inside a value does not cut it short), without the text of child elements."""
+    if not len(el):
+        return el.text or ""
     return (el.text or "") + "".join(c.tail or "" for c in el)
 
 

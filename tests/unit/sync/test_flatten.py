@@ -3,7 +3,9 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+from lxml import etree
 
+import sync.instance
 from forms.xform import parse_xform
 from sync.flatten import (
     MAX_EXTRA_PATH,
@@ -14,7 +16,7 @@ from sync.flatten import (
     split_multiple,
     split_points,
 )
-from sync.instance import InstanceInvalid, parse_instance
+from sync.instance import InstanceInvalid, parse_instance, referenced_files
 from tests.forms_corpus import compile_md, md_to_xform
 
 SUBMISSIONS = Path(__file__).parents[2] / "data" / "submissions"
@@ -359,3 +361,123 @@ def test_flatten__long_names_nested_deep_cannot_blow_up_memory(household):
     assert peak < 50_000_000
     assert root.extra_truncated
     assert all(len(path) <= MAX_EXTRA_PATH for path in root.extra)
+
+
+# -- one walk over everything at once ----------------------------------------------------
+
+WALKS = """
+| survey   |                   |          |          |
+|          | type              | name     | label    |
+|          | text              | name     | Name     |
+|          | select_multiple c | colors   | Colors   |
+|          | geopoint          | where    | Where    |
+|          | image             | photo    | Photo    |
+|          | begin_group       | hh       | HH       |
+|          | integer           | size     | Size     |
+|          | begin_repeat      | member   | Member   |
+|          | text              | m_name   | Name     |
+|          | image             | m_photo  | Photo    |
+|          | begin_group       | contact  | Contact  |
+|          | text              | phone    | Phone    |
+|          | audio             | greeting | Greeting |
+|          | end_group         |          |          |
+|          | begin_repeat      | visit    | Visit    |
+|          | date              | when     | When     |
+|          | geotrace          | route    | Route    |
+|          | end_repeat        |          |          |
+|          | end_repeat        |          |          |
+|          | end_group         |          |          |
+| choices  |                   |          |          |
+|          | list_name         | name     | label    |
+|          | c                 | red      | Red      |
+|          | c                 | blue     | Blue     |
+| settings |                   |          |          |
+|          | form_id           | version  |          |
+|          | walks             | 1        |          |
+"""
+
+WALKS_XML = b"""<?xml version="1.0"?>
+<data id="walks" version="1" xmlns:jr="http://openrosa.org/javarosa"
+      xmlns:orx="http://openrosa.org/xforms" xmlns:x="urn:x">
+  <name> Amina <!-- c --> Juma </name>
+  <colors> red  blue </colors>
+  <where>
+ -1.2 36.8 1700 5 </where>
+  <photo> p.jpg </photo>
+  <x:photo>second.jpg</x:photo>
+  <hh>
+    <size>4<?pi x?></size>
+    <member jr:template=""><m_name>template</m_name><m_photo>t.jpg</m_photo></member>
+    <member>
+      <m_name>A</m_name><m_photo>a.jpg</m_photo>
+      <contact><phone>1</phone><greeting>a.m4a</greeting></contact>
+      <contact><phone>2</phone><greeting>a2.m4a</greeting></contact>
+      <visit><when> 2024-01-02 </when><route>1 2 0 0;3 4 0 0; 5 6 0 0</route></visit>
+      <visit jr:template=""><when>template</when></visit>
+      <visit><when/><route/><note>late</note></visit>
+    </member>
+    <x:member>
+      <m_name>B<sub>x</sub><sub jr:template="">t</sub><sub>y</sub><other/></m_name>
+      <m_photo>a.jpg</m_photo>
+      <contact jr:template=""><greeting>t.m4a</greeting></contact>
+      <old><q>1</q><q>2</q><r><s/></r></old>
+    </x:member>
+  </hh>
+  <hh><size>9</size></hh>
+  <orx:meta><orx:instanceID>uuid:w</orx:instanceID><orx:instanceName>n</orx:instanceName>
+    <orx:deprecatedID>uuid:v</orx:deprecatedID><audit>x.csv</audit></orx:meta>
+</data>"""
+
+
+def walks_rows() -> list[tuple]:
+    schema = parse_xform(md_to_xform(WALKS)).schema
+    return [(r.table, r.key, r.parent_key, r.position, list(r.values.items()),
+             list(r.extra.items()), r.extra_truncated) for r in rows_of(WALKS_XML, schema)]
+
+
+def test_flatten__groups_repeats_templates_namespaces_and_junk_in_one_submission():
+    member = "/hh/member"
+    assert walks_rows() == [
+        (None, "uuid:w", None, 1,
+         [("/name", " Amina  Juma "), ("/colors", "red  blue"), ("/where", "-1.2 36.8 1700 5"),
+          ("/photo", "p.jpg"), ("/hh/size", "4"), ("/meta/instanceID", "uuid:w")],
+         [("/photo[2]", "second.jpg"), ("/hh[2]/size", "9"), ("/meta/audit", "x.csv")],
+         False),
+        (member, "uuid:w/hh/member[1]", "uuid:w", 1,
+         [(f"{member}/m_name", "A"), (f"{member}/m_photo", "a.jpg"),
+          (f"{member}/contact/phone", "1"), (f"{member}/contact/greeting", "a.m4a")],
+         [(f"{member}/contact[2]/phone", "2"), (f"{member}/contact[2]/greeting", "a2.m4a")],
+         False),
+        (f"{member}/visit", "uuid:w/hh/member[1]/visit[1]", "uuid:w/hh/member[1]", 1,
+         [(f"{member}/visit/when", "2024-01-02"),
+          (f"{member}/visit/route", "1 2 0 0;3 4 0 0; 5 6 0 0")],
+         [], False),
+        (f"{member}/visit", "uuid:w/hh/member[1]/visit[2]", "uuid:w/hh/member[1]", 2,
+         [(f"{member}/visit/when", None), (f"{member}/visit/route", None)],
+         [(f"{member}/visit/note", "late")], False),
+        (member, "uuid:w/hh/member[2]", "uuid:w", 2,
+         [(f"{member}/m_name", "B"), (f"{member}/m_photo", "a.jpg"),
+          (f"{member}/contact/phone", None), (f"{member}/contact/greeting", None)],
+         # Elements inside a value are recorded last first.
+         [(f"{member}/m_name/other", ""), (f"{member}/m_name/sub[2]", "y"),
+          (f"{member}/m_name/sub", "x"), (f"{member}/old/q", "1"), (f"{member}/old/q[2]", "2"),
+          (f"{member}/old/r/s", "")],
+         False),
+    ]
+
+
+def test_flatten__rows_are_the_same_when_the_template_scan_cannot_run(monkeypatch):
+    expected = walks_rows()
+
+    def overflow(root):  # what libxml2 does past ten million elements in one step
+        raise etree.XPathEvalError("unknown error")
+
+    monkeypatch.setattr(sync.instance, "_ANY_TEMPLATE", overflow)
+    assert walks_rows() == expected
+
+
+def test_referenced_files__of_the_same_submission_include_second_copies_of_groups():
+    schema = parse_xform(md_to_xform(WALKS)).schema
+    # flatten puts /photo[2] and /hh/member/contact[2] in extra; their files still count.
+    assert referenced_files(parse_instance(WALKS_XML), schema) == [
+        "p.jpg", "second.jpg", "a.jpg", "a.m4a", "a2.m4a"]

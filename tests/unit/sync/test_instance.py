@@ -1,15 +1,21 @@
+import gc
 import socket
+import sys
 import time
 import unicodedata
 from pathlib import Path
 
 import pytest
+from lxml import etree
 
+import forms.xml
+import sync.instance
 from forms.xform import parse_xform
 from sync.instance import (
     InstanceInvalid,
     is_storable_file_name,
     is_valid_instance_id,
+    layout_of,
     parse_instance,
     referenced_files,
 )
@@ -157,6 +163,13 @@ def test_parse_instance__printable_instance_ids_are_accepted(value):
     assert parse_instance(with_instance_id(value)).instance_id == value
 
 
+def test_is_valid_instance_id__refuses_exactly_the_unicode_categories_c_and_z():
+    for code in range(sys.maxunicode + 1):
+        char = chr(code)
+        refused = unicodedata.category(char)[0] in "CZ" or char in "/\\"
+        assert is_valid_instance_id(f"uuid:{char}") is not refused, hex(code)
+
+
 def test_parse_instance__an_instance_id_is_not_unicode_normalised():
     nfd = unicodedata.normalize("NFD", "uuid:é")
     assert parse_instance(with_instance_id(nfd)).instance_id == nfd
@@ -233,6 +246,17 @@ def test_parse_instance__external_dtd_and_parameter_entity_open_no_connection():
 def test_parse_instance__deep_nesting_is_rejected_without_recursion_error(depth):
     xml = b'<data id="f">' + b"<a>" * depth + b"</a>" * depth + b"</data>"
     assert code_of(xml) == "instance.too_deep"
+
+
+def test_parse_instance__depth_is_checked_even_when_xpath_cannot_hold_the_tree(monkeypatch):
+    def overflow(root):  # what libxml2 does past ten million elements in one step
+        raise etree.XPathEvalError("unknown error")
+
+    monkeypatch.setattr(forms.xml, "_TOO_DEEP", overflow)
+    nested = b'<data id="f">' + b"<a>" * 127 + b"</a>" * 127 + b"</data>"
+    assert parse_instance(nested).form_id == "f"
+    assert code_of(nested.replace(b"<a>", b"<a><a>", 1).replace(b"</a>", b"</a></a>", 1)) == (
+        "instance.too_deep")
 
 
 # -- encrypted envelopes -----------------------------------------------------------------
@@ -358,3 +382,29 @@ def test_referenced_files__of_an_encrypted_submission_are_media_then_xml_file():
 
 def test_referenced_files__without_a_schema_a_plaintext_submission_refers_to_nothing():
     assert referenced_files(parse_instance(submission("household_migration.xml")), None) == []
+
+
+def test_referenced_files__a_form_without_file_fields_refers_to_nothing():
+    instance = parse_instance(submission("household_migration.xml"))
+    assert referenced_files(instance, schema_of("worker_registry")) == []
+
+
+def test_referenced_files__are_the_same_when_the_template_scan_cannot_run(monkeypatch):
+    xml = b"""<data id="nested" xmlns:jr="http://openrosa.org/javarosa"><cover>c.jpg</cover>
+      <hh><person jr:template=""><portrait>template.jpg</portrait></person>
+        <person><portrait>a.jpg</portrait></person></hh></data>"""
+
+    def overflow(root):  # what libxml2 does past ten million elements in one step
+        raise etree.XPathEvalError("unknown error")
+
+    monkeypatch.setattr(sync.instance, "_ANY_TEMPLATE", overflow)
+    assert referenced_files(parse_instance(xml), nested_media_schema()) == ["c.jpg", "a.jpg"]
+
+
+def test_layout_of__is_built_once_per_schema_and_dropped_with_it():
+    schema = nested_media_schema()
+    assert layout_of(schema) is layout_of(schema)
+    key = id(schema)
+    del schema
+    gc.collect()
+    assert key not in sync.instance._LAYOUTS
