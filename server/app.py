@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import secrets
 import time
 from types import FunctionType
 from typing import Any
@@ -20,13 +18,12 @@ from server.api.errors import register_error_handlers
 from server.auth.access import require_authenticated
 from server.auth.passwords import Passwords
 from server.db import check_sqlite_durability, create_db_engine, make_session_factory
-from server.logs import bind_request_id, configure_logging, log, redact_path
+from server.logs import bind_request_id, configure_logging, log
 from server.migrate import check_schema_current
 from server.settings import Settings
 from server.storage import BlobStore, open_blob_store
 from sync import routes as openrosa_routes
-
-REQUEST_ID_HEADER = "X-Request-Id"
+from sync.head import SubmissionHead
 
 
 class DodosoFlask(Flask):
@@ -88,6 +85,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     register_error_handlers(app)
     init_api(app)
     app.register_blueprint(openrosa_routes.bp)
+    app.wsgi_app = SubmissionHead(  # type: ignore[method-assign]
+        app.wsgi_app, accept_content_length=settings.max_submission_bytes)
     app.before_request(_begin)
     app.before_request(_require_authentication)
     app.after_request(_finish)
@@ -105,9 +104,7 @@ def _check_schema(engine: Engine) -> None:
 
 
 def _begin() -> None:
-    incoming = request.headers.get(REQUEST_ID_HEADER, "")
-    g.request_id = incoming if 8 <= len(incoming) <= 64 and incoming.isascii() and \
-        incoming.replace("-", "").isalnum() else secrets.token_hex(16)
+    g.request_id = web.request_id_for(request.headers.get(web.REQUEST_ID_HEADER))
     g.started = time.perf_counter()
     bind_request_id(g.request_id)
 
@@ -123,35 +120,23 @@ def _require_authentication() -> None:
     require_authenticated(web.actor())
 
 
-_DEFAULT_HEADERS = (
-    ("X-Content-Type-Options", "nosniff"),
-    ("Referrer-Policy", "no-referrer"),
-    ("X-Frame-Options", "DENY"),
-    ("Cache-Control", "no-store"),
-)
+_REQUEST_ID_KEY = web.REQUEST_ID_HEADER.lower()
 
 
 def _finish(response: Response) -> Response:
     headers = response.headers
     # Werkzeug's Headers is a list: look the names up once, not once per header.
     present = {name.lower() for name, _ in headers.items()}
-    if REQUEST_ID_HEADER.lower() in present:
-        headers[REQUEST_ID_HEADER] = g.get("request_id", "")
+    if _REQUEST_ID_KEY in present:
+        headers[web.REQUEST_ID_HEADER] = g.get("request_id", "")
     else:
-        headers.add(REQUEST_ID_HEADER, g.get("request_id", ""))
-    for name, value in _DEFAULT_HEADERS:
+        headers.add(web.REQUEST_ID_HEADER, g.get("request_id", ""))
+    for name, value in web.DEFAULT_HEADERS:
         if name.lower() not in present:
             headers.add(name, value)
-    if log.is_enabled_for(logging.INFO):
-        actor = g.get("actor")
-        log.info(
-            "request",
-            method=request.method,
-            path=redact_path(request.path),
-            status=response.status_code,
-            ms=round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 1),
-            user=actor.user_id if actor else None,
-        )
+    actor = g.get("actor")
+    web.log_request(request.method, request.path, response.status_code,
+                    g.get("started", time.perf_counter()), actor.user_id if actor else None)
     return response
 
 

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
+import secrets
+import time
 from dataclasses import dataclass
 
 from flask import Flask, current_app, g, request
@@ -17,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from server.auth.actor import ANONYMOUS, Actor
 from server.auth.passwords import Passwords
 from server.errors import Problems
+from server.logs import log, redact_path
 from server.services import accounts
 from server.settings import Settings
 from server.storage import BlobStore
@@ -91,3 +95,33 @@ def _decode_basic(credentials: str) -> tuple[str, str]:
     if not sep or not email:
         raise Problems.unauthenticated()
     return email, password
+
+
+# -- the request boundary: its id, the headers every answer carries, its log line -----------
+
+REQUEST_ID_HEADER = "X-Request-Id"
+
+DEFAULT_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Frame-Options", "DENY"),
+    ("Cache-Control", "no-store"),
+)
+"""Added to every answer that does not set them itself."""
+
+
+def request_id_for(incoming: str | None) -> str:
+    """The caller's ``X-Request-Id`` when it is a sane one (a proxy's, to follow a request
+    across logs), else a new one."""
+    if incoming and 8 <= len(incoming) <= 64 and incoming.isascii() and \
+            incoming.replace("-", "").isalnum():
+        return incoming
+    return secrets.token_hex(16)
+
+
+def log_request(method: str, path: str, status: int, started: float,
+                user_id: int | None) -> None:
+    """One line per request (at INFO), with the path's keys and tokens redacted."""
+    if log.is_enabled_for(logging.INFO):
+        log.info("request", method=method, path=redact_path(path), status=status,
+                 ms=round((time.perf_counter() - started) * 1000, 1), user=user_id)

@@ -106,6 +106,9 @@ def response_xml(message: str, *, nature: str = "") -> bytes:
     return etree.tostring(root, encoding="UTF-8", xml_declaration=False)
 
 
+SUBMISSION_SUCCESS_XML = response_xml(SUBMISSION_SUCCESS)
+
+
 def problem_xml(problem: Problem) -> bytes:
     """A Problem on the OpenRosa surface (the HTTP status is ``problem.status``)."""
     return response_xml(problem.message, nature="error")

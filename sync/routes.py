@@ -234,7 +234,7 @@ def _submission(caller: Caller, authorize: Callable[[Form], None] | None = None,
                 key_hash: str | None = None) -> Response:
     openrosa.check_openrosa_version(request.headers)
     if request.method in ("HEAD", "GET"):
-        return Response(status=204, headers=_headers())
+        return _no_content()
     xml, files = _read_multipart()
 
     def ingest() -> None:
@@ -255,8 +255,15 @@ def _submission(caller: Caller, authorize: Callable[[Form], None] | None = None,
         for incoming in files.values():
             incoming.stream.seek(0)
         ingest()
-    return Response(openrosa.response_xml(openrosa.SUBMISSION_SUCCESS), status=201,
+    return Response(openrosa.SUBMISSION_SUCCESS_XML, status=201,
                     content_type=openrosa.OPENROSA_CONTENT_TYPE, headers=_headers())
+
+
+def _no_content() -> Response:
+    """Collect's go-ahead before an upload (``sync.head`` answers most of these alike)."""
+    response = Response(status=204, headers=_headers())
+    del response.headers["Content-Type"]  # there is no content
+    return response
 
 
 def db_form(caller: Caller) -> Form | None:

@@ -137,8 +137,17 @@ def authenticate_key_recent(db: Callable[[], Session], token: str,
     is taken on trust, without opening a session (``db`` is called only when needed). Only
     for requests that reveal and store nothing: a revoked key may pass such a request for
     that long, never a submission or a download."""
+    recalled = recall_trusted(token, within)
+    if recalled is not None:
+        return recalled.actor
+    return authenticate_key(db(), token)
+
+
+def recall_trusted(token: str, within: float | None = None) -> RecalledKey | None:
+    """The key, if this process verified it in the last ``within`` seconds (by default
+    ``HEAD_TRUST_SECONDS``): to be taken on trust only where nothing is revealed or stored."""
     within = HEAD_TRUST_SECONDS if within is None else within
     recalled = VERIFIED_KEYS.recall(token)
     if recalled is not None and time.monotonic() - recalled.verified_at < within:
-        return recalled.actor
-    return authenticate_key(db(), token)
+        return recalled
+    return None

@@ -9,12 +9,14 @@ import sys
 from types import SimpleNamespace
 
 import pytest
+import structlog
 
 from server.logs import bind_request_id, configure_logging, log, redact_path
 
 
 @pytest.fixture
 def json_lines(monkeypatch):
+    saved = structlog.get_config()
     out = io.StringIO()
     monkeypatch.setattr(sys, "stderr", out)
     configure_logging(SimpleNamespace(log_level="INFO", log_format="json"))  # type: ignore[arg-type]
@@ -23,8 +25,7 @@ def json_lines(monkeypatch):
         return [json.loads(line) for line in out.getvalue().splitlines() if line]
     yield read
     bind_request_id(None)
-    monkeypatch.undo()
-    configure_logging(SimpleNamespace(log_level="INFO", log_format="json"))  # type: ignore[arg-type]
+    structlog.configure(**saved)
 
 
 def test_lines_written_during_a_request_carry_its_id_and_later_lines_do_not(json_lines):
