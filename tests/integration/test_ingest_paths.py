@@ -8,11 +8,33 @@ from __future__ import annotations
 import json
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
-from server.models import AuditEvent, Submission, SubmissionAttachment, SubmissionDef, SubmissionRow
+from server import queries
+from server.db import utcnow
+from server.errors import Problems
+from server.models import (
+    AppUser,
+    AuditEvent,
+    Form,
+    FormAssignment,
+    Project,
+    Submission,
+    SubmissionAttachment,
+    SubmissionDef,
+    SubmissionRow,
+)
 from server.queries import ingest as ingest_queries
-from tests.integration.test_openrosa_hostile import collect, created, instance, submit  # noqa: F401
+from sync import ingest as sync_ingest
+from tests.integration.test_openrosa_hostile import (  # noqa: F401
+    collect,
+    count,
+    created,
+    expect,
+    instance,
+    stored_def,
+    submit,
+)
 
 VOLATILE = {"id", "submission_id", "submission_def_id", "target_id", "created_at",
             "logged_at", "updated_at", "instance_id", "xml", "xml_sha256", "request_id"}
@@ -53,8 +75,114 @@ def test_one_statement_on_postgresql_stores_what_the_portable_path_stores(
     assert used == ["pg"]
     monkeypatch.setattr(ingest_queries, "insert_new_postgresql",
                         ingest_queries.insert_new_portable)
+    monkeypatch.setattr(sync_ingest, "_KNOWN", {})  # no guarded write: the full path
     created(submit(client, collect.url, instance("uuid:path-portable", photo="a.jpg",
                                                  sketch="b.jpg"), {"a.jpg": b"photo"}))
     one, other = stored(db, "uuid:path-pg"), stored(db, "uuid:path-portable")
     assert one["rows"] and one["audit"] and len(one["attachments"]) == 2
     assert one == other
+
+
+# -- the guarded write: a new submission to a form this process already took one for --------
+
+@pytest.fixture
+def guarded(db, monkeypatch) -> list[bool]:
+    """Each guarded write attempted, in order: whether its guard held (PostgreSQL only)."""
+    if db.get_bind().dialect.name != "postgresql":
+        pytest.skip("the guarded write is PostgreSQL's")
+    attempts: list[bool] = []
+    real = ingest_queries.insert_new_postgresql
+
+    def spy(*args, guard=None, **kwargs):
+        found = real(*args, guard=guard, **kwargs)
+        if guard is not None:
+            attempts.append(found is not None)
+        return found
+    monkeypatch.setattr(ingest_queries, "insert_new_postgresql", spy)
+    return attempts
+
+
+def test_a_guarded_write_stores_what_the_full_path_stores(client, collect, db, guarded):  # noqa: F811
+    created(submit(client, collect.url, instance("uuid:full", photo="a.jpg", sketch="b.jpg"),
+                   {"a.jpg": b"photo"}))
+    assert guarded == []  # the first one for this form takes the full path
+    created(submit(client, collect.url, instance("uuid:guarded", photo="a.jpg",
+                                                 sketch="b.jpg"), {"a.jpg": b"photo"}))
+    assert guarded == [True]
+    one, other = stored(db, "uuid:full"), stored(db, "uuid:guarded")
+    assert one["rows"] and one["audit"] and len(one["attachments"]) == 2
+    assert one == other
+
+
+def _close(db, c) -> None:
+    db.get(Form, queries.forms.get(db, c.project.id, "hh").id).state = "closed"
+
+
+def _unassign(db, c) -> None:
+    form = queries.forms.get(db, c.project.id, "hh")
+    db.execute(delete(FormAssignment).where(FormAssignment.form_id == form.id))
+
+
+def _revoke(db, c) -> None:  # as another worker would: this process's cache not told
+    db.get(AppUser, c.app_user.id).revoked_at = utcnow()
+
+
+def _delete_project(db, c) -> None:
+    db.get(Project, c.project.id).deleted_at = utcnow()
+
+
+def _delete_form(db, c) -> None:
+    db.get(Form, queries.forms.get(db, c.project.id, "hh").id).deleted_at = utcnow()
+
+
+@pytest.mark.parametrize(("change", "answer"), [
+    (_close, Problems.not_accepting),
+    (_unassign, Problems.auth_required),
+    (_revoke, Problems.forbidden),
+    (_delete_project, Problems.forbidden),
+    (_delete_form, Problems.not_found),
+])
+def test_when_the_guard_fails_nothing_is_written_and_the_full_path_answers(
+        client, collect, db, guarded, change, answer):  # noqa: F811
+    created(submit(client, collect.url, instance("uuid:before")))
+    change(db, collect)
+    db.commit()
+    before = collect.snapshot(db)
+    expect(submit(client, collect.url, instance("uuid:after")), answer)
+    assert guarded == [False]
+    collect.assert_nothing_stored(db, before)
+
+
+def test_a_stored_instance_id_fails_the_guard_and_is_a_resend_or_a_conflict(
+        client, collect, db, guarded):  # noqa: F811
+    xml = instance("uuid:again", photo="a.jpg")
+    created(submit(client, collect.url, xml))
+    created(submit(client, collect.url, instance("uuid:other")))  # fills nothing new
+    guarded.clear()
+    created(submit(client, collect.url, xml, {"a.jpg": b"late photo"}))  # the split upload
+    expect(submit(client, collect.url, instance("uuid:again", name="Other")),
+           Problems.xml_conflict)
+    assert guarded == [False, False]
+    definition = stored_def(db, "uuid:again")
+    assert count(db, SubmissionDef, SubmissionDef.instance_id == "uuid:again") == 1
+    assert definition.attachments_present == 1
+
+
+def test_a_body_flattening_refuses_is_answered_by_the_full_path(
+        client, collect, db, guarded, monkeypatch):  # noqa: F811
+    """Refused before the guarded write is tried: the full path checks the key, the form
+    and the assignment first, and then refuses the body the same way."""
+    real = sync_ingest.flatten
+    monkeypatch.setattr(sync_ingest, "flatten",
+                        lambda instance, schema: real(instance, schema, row_count_limit=2))
+    created(submit(client, collect.url, instance("uuid:fine")))
+    before = collect.snapshot(db)
+    many = "".join("<members><m_name>x</m_name></members>" for _ in range(3))
+    r = submit(client, collect.url, instance("uuid:too-many", body=many))
+    expect(r, Problems.submission_unparseable)
+    assert guarded == []
+    collect.assert_nothing_stored(db, before)
+    _unassign(db, collect)
+    db.commit()
+    expect(submit(client, collect.url, instance("uuid:too-many-2", body=many)),
+           Problems.auth_required)
