@@ -542,12 +542,22 @@ class _SqlClock:
     def __init__(self, engine) -> None:
         from sqlalchemy import event
 
+        from server.db import DriverStatement
+
         self.reset()
         event.listen(engine, "before_cursor_execute", self._before)
         event.listen(engine, "after_cursor_execute", self._after)
         dialect = engine.dialect
         dialect.do_commit = self._timed("commit", dialect.do_commit)
         dialect.do_ping = self._timed("ping", dialect.do_ping)
+        # The hot path's statements run on psycopg's own connection (no engine events).
+        real = DriverStatement.execute
+        timed = self._timed("statement", real)
+
+        def execute(statement, db, params):
+            return timed(statement, db, params)
+        self.restore = lambda: setattr(DriverStatement, "execute", real)
+        DriverStatement.execute = execute  # type: ignore[method-assign]
 
     def reset(self) -> None:
         self.count: Counter = Counter()
@@ -630,6 +640,7 @@ def profile_in_process(targets: dict[str, Target], env: dict[str, str], baseline
                 entry["insert_commit"] = _insert_floor(baseline_url, INSERT, count)
             out[name] = entry
     finally:
+        clock.restore()
         engine.dispose()
     return out
 
