@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -155,9 +156,8 @@ def _remember_target(project_id: int, xml_form_id: str, found: Target) -> None:
     version = found.version
     if version is None or version.encryption_key:
         return
-    if len(_KNOWN) >= _KNOWN_SIZE:  # oldest out; safe under worker threads
-        _KNOWN.pop(next(iter(_KNOWN), None), None)  # type: ignore[arg-type]
-    _KNOWN[(project_id, xml_form_id, version.version)] = (found.form, version)
+    _bounded_put(_KNOWN, (project_id, xml_form_id, version.version), (found.form, version),
+                 _KNOWN_SIZE)
 
 
 def _known_target(db: Session, project_id: int, instance: Instance, envelope: Envelope,
@@ -307,6 +307,18 @@ def _audit_event(envelope: Envelope, action: str, form: FormRef, form_def: Versi
 
 # -- steps ----------------------------------------------------------------------------------
 
+_CACHES_LOCK = threading.Lock()
+
+
+def _bounded_put(cache: dict, key: Any, value: Any, size: int) -> None:
+    """Add to one of this module's per-process caches, the oldest entry out when full.
+    Reads need no lock; writes (cache misses only) take one, because evicting iterates."""
+    with _CACHES_LOCK:
+        while len(cache) >= size:
+            cache.pop(next(iter(cache)))
+        cache[key] = value
+
+
 _SCHEMAS: dict[tuple[int, str], FormSchema] = {}
 _SCHEMA_CACHE_SIZE = 256
 
@@ -318,10 +330,8 @@ def schema_of(db: Session, form_def: VersionRef) -> FormSchema:
     key = (form_def.id, form_def.xml_sha256)
     schema = _SCHEMAS.get(key)
     if schema is None:
-        if len(_SCHEMAS) >= _SCHEMA_CACHE_SIZE:  # oldest out; safe under worker threads
-            _SCHEMAS.pop(next(iter(_SCHEMAS), None), None)
-        schema = _SCHEMAS[key] = FormSchema.from_json(
-            queries.ingest.version_schema(db, form_def.id))
+        schema = FormSchema.from_json(queries.ingest.version_schema(db, form_def.id))
+        _bounded_put(_SCHEMAS, key, schema, _SCHEMA_CACHE_SIZE)
     return schema
 
 
