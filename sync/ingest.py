@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -30,6 +29,7 @@ from sqlalchemy.orm import Session
 from forms.schema import FormSchema
 from server import queries
 from server.auth.actor import Actor
+from server.caches import bounded_put
 from server.db import utcnow
 from server.errors import Problem, Problems
 from server.models import Form, Submission, SubmissionDef
@@ -141,14 +141,14 @@ def ingest_submission(db: Session, store: BlobStore, *, project_id: int, xml: by
 # stored already…) nothing is written, and the full path below runs and answers exactly
 # as it always does, its checks in their usual order.
 
-_KNOWN: dict[tuple[int, str, str], tuple[FormRef, VersionRef]] = {}
-_KNOWN_SIZE = 256
-
-
 @dataclass(frozen=True)
 class _Known:
     form: FormRef
     version: VersionRef
+
+
+_KNOWN: dict[tuple[int, str, str], _Known] = {}
+_KNOWN_SIZE = 256
 
 
 def _remember_target(project_id: int, xml_form_id: str, found: Target) -> None:
@@ -156,7 +156,7 @@ def _remember_target(project_id: int, xml_form_id: str, found: Target) -> None:
     version = found.version
     if version is None or version.encryption_key:
         return
-    _bounded_put(_KNOWN, (project_id, xml_form_id, version.version), (found.form, version),
+    bounded_put(_KNOWN, (project_id, xml_form_id, version.version), _Known(found.form, version),
                  _KNOWN_SIZE)
 
 
@@ -170,7 +170,7 @@ def _known_target(db: Session, project_id: int, instance: Instance, envelope: En
     known = _KNOWN.get((project_id, instance.form_id, instance.version))
     if known is None or not queries.ingest.can_guard(db):
         return None
-    return _Known(*known)
+    return known
 
 
 def _create_if_still_valid(db: Session, store: BlobStore, known: _Known, instance: Instance,
@@ -307,18 +307,6 @@ def _audit_event(envelope: Envelope, action: str, form: FormRef, form_def: Versi
 
 # -- steps ----------------------------------------------------------------------------------
 
-_CACHES_LOCK = threading.Lock()
-
-
-def _bounded_put(cache: dict, key: Any, value: Any, size: int) -> None:
-    """Add to one of this module's per-process caches, the oldest entry out when full.
-    Reads need no lock; writes (cache misses only) take one, because evicting iterates."""
-    with _CACHES_LOCK:
-        while len(cache) >= size:
-            cache.pop(next(iter(cache)))
-        cache[key] = value
-
-
 _SCHEMAS: dict[tuple[int, str], FormSchema] = {}
 _SCHEMA_CACHE_SIZE = 256
 
@@ -331,7 +319,7 @@ def schema_of(db: Session, form_def: VersionRef) -> FormSchema:
     schema = _SCHEMAS.get(key)
     if schema is None:
         schema = FormSchema.from_json(queries.ingest.version_schema(db, form_def.id))
-        _bounded_put(_SCHEMAS, key, schema, _SCHEMA_CACHE_SIZE)
+        bounded_put(_SCHEMAS, key, schema, _SCHEMA_CACHE_SIZE)
     return schema
 
 

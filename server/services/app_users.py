@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from server import queries
 from server.auth.actor import Actor
 from server.auth.tokens import looks_like_token, new_token, token_hash
+from server.caches import bounded_put
 from server.db import utcnow
 from server.errors import Problems
 from server.models import AppUser, Project
@@ -109,11 +110,9 @@ class VerifiedKeys:
         self._entries: dict[str, RecalledKey] = {}
 
     def remember(self, hashed: str, app_user_id: int, project_id: int) -> None:
-        if len(self._entries) >= self.size:  # oldest out; dict operations are atomic
-            self._entries.pop(next(iter(self._entries), ""), None)
-        self._entries[hashed] = RecalledKey(
+        bounded_put(self._entries, hashed, RecalledKey(
             hashed, app_user_id, project_id, time.monotonic(),
-            Actor(app_user=AppUser(id=app_user_id, project_id=project_id)))
+            Actor(app_user=AppUser(id=app_user_id, project_id=project_id))), self.size)
 
     def recall(self, token: str) -> RecalledKey | None:
         return self._entries.get(token_hash(token)) if looks_like_token(token) else None
